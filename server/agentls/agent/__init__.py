@@ -1,0 +1,1 @@
+"""The tool loop, its tools and the staged workspace view."""

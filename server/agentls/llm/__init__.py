@@ -1,0 +1,1 @@
+"""Chat backends for local model servers."""

@@ -1,0 +1,1 @@
+"""What each agent command asks, which tools it gets, how its result is shaped."""

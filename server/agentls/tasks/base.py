@@ -1,0 +1,102 @@
+"""Plain request, context and result types shared by every task, the server and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from agentls.agent.stats import Stats
+from agentls.edits import FileChange
+from agentls.llm.types import ChatBackend
+from agentls.settings import Settings
+
+
+@dataclass(frozen=True)
+class TextRange:
+    """A range in LSP terms: zero-based lines and UTF-16 characters, end exclusive."""
+
+    start_line: int
+    start_character: int
+    end_line: int
+    end_character: int
+
+
+@dataclass(frozen=True)
+class DocumentSnapshot:
+    """The text of an open document and the version the editor gave it."""
+
+    text: str
+    version: int | None
+
+
+# Returns the open buffer for a path, or None when the file is not open in the editor.
+DocumentProvider = Callable[[Path], DocumentSnapshot | None]
+
+
+def no_documents(_path: Path) -> DocumentSnapshot | None:
+    """A document provider for the CLI: nothing is open, everything comes from disk."""
+    return None
+
+
+class ProgressSink(Protocol):
+    """Where a task reports what it is doing (an LSP progress bar, or stderr in the CLI)."""
+
+    def report(self, message: str, percentage: int | None = None) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+
+class NullProgress:
+    """A progress sink that drops everything."""
+
+    def report(self, message: str, percentage: int | None = None) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """What the user asked for: a file, optionally a range in it, optionally an instruction."""
+
+    path: Path
+    range: TextRange | None = None
+    instruction: str | None = None
+
+
+@dataclass
+class TaskContext:
+    """What a task runs with; built by the server per request, or by the CLI."""
+
+    root: Path
+    settings: Settings
+    backend: ChatBackend
+    documents: DocumentProvider = no_documents
+    progress: ProgressSink = field(default_factory=NullProgress)
+    log: Callable[[str], None] = lambda _msg: None
+
+
+@dataclass
+class ExplainResult:
+    """The explanation as Markdown, with the run's stats."""
+
+    markdown: str
+    stats: Stats
+
+
+@dataclass
+class EditResult:
+    """A refactor or generated tests: a summary, the staged file changes, the stats."""
+
+    summary: str
+    changes: list[FileChange]
+    stats: Stats
+    test_file: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class TaskError(Exception):
+    """A task could not run (bad request, backend failure already explained)."""
