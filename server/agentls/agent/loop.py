@@ -1,0 +1,189 @@
+"""The tool loop: ask the model, run the tool it calls, feed the result back, until it finishes.
+
+Small local models fail in predictable ways, and the loop absorbs them: tool calls written as
+text are recovered, a call repeated with nothing changed in between is answered instead of re-run,
+tools a task may not use are refused with a reason, and the model is warned before the turn cap.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from agentls.agent.prompts import REPEATED_CALL, SYSTEM_PROMPT, turns_left_warning
+from agentls.agent.stats import Stats
+from agentls.agent.tools import ToolRegistry, ToolResult
+from agentls.llm.recovery import recover_tool_calls
+from agentls.llm.types import (
+    ChatBackend,
+    ChatRequest,
+    Message,
+    StreamEvent,
+    ToolCall,
+)
+from agentls.settings import Settings
+from agentls.tasks.base import ProgressSink
+
+# Tools that change the staged view; a repeat of any call after one of these is not a repeat.
+MUTATING_TOOLS = frozenset({"edit", "write"})
+
+
+@dataclass
+class LoopResult:
+    """How a run ended."""
+
+    text: str  # the finish summary, or the model's last plain-text answer
+    finished: bool  # the model called finish or answered in text
+    stats: Stats
+    messages: list[Message] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Progress:
+    """Formats progress lines: turn of max, what the tool is doing, speed."""
+
+    sink: ProgressSink
+    max_turns: int
+    turn: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def say(self, what: str, tps: float | None = None) -> None:
+        speed = f" · {tps:.0f} tok/s" if tps else ""
+        pct = min(99, int(100 * self.turn / self.max_turns)) if self.max_turns else None
+        self.sink.report(f"turn {self.turn}/{self.max_turns} · {what}{speed}", pct)
+
+
+def _call_key(call: ToolCall) -> str:
+    return call.name + "\0" + json.dumps(call.arguments, sort_keys=True, ensure_ascii=False)
+
+
+async def run_loop(
+    backend: ChatBackend,
+    settings: Settings,
+    tools: ToolRegistry,
+    first_message: str,
+    progress: ProgressSink,
+    *,
+    allowed_tools: Collection[str] | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> LoopResult:
+    """Run the conversation for one task and return how it ended.
+
+    All tools are always offered (the prefix stays identical across tasks, so the KV cache
+    holds); ``allowed_tools`` limits which ones the harness actually runs for this task.
+    Cancellation (``asyncio.CancelledError``) propagates untouched, closing the model stream.
+    """
+    stats = Stats(backend=backend.name, model=backend.model, context_length=settings.context_length)
+    started = time.monotonic()
+    specs = tools.specs()
+    names = tools.names()
+    allowed = set(allowed_tools) if allowed_tools is not None else set(names)
+    messages = [Message("system", SYSTEM_PROMPT), Message("user", first_message)]
+    prog = _Progress(progress, settings.max_turns)
+    warnings: list[str] = []
+    seen: dict[str, ToolResult] = {}
+    warned_fill = False
+    call_counter = 0
+    result_text = ""
+    finished = False
+
+    for turn in range(1, settings.max_turns + 1):
+        prog.turn = turn
+        turns_left = settings.max_turns - turn + 1
+        if turns_left == 2 and settings.max_turns > 2:
+            messages.append(Message("user", turns_left_warning(turns_left)))
+        prog.say("waiting for the model")
+
+        def on_event(ev: StreamEvent) -> None:
+            tps = ev.completion_tokens / ev.elapsed if ev.elapsed > 0 else None
+            prog.say(f"model writing ({ev.completion_tokens} tokens)", tps)
+
+        response = await backend.chat(
+            ChatRequest(
+                messages=list(messages),
+                tools=specs,
+                context_length=settings.context_length,
+                temperature=settings.temperature,
+            ),
+            on_event,
+        )
+        stats.add(response.usage)
+        fill = response.usage.prompt_tokens / settings.context_length
+        if fill > settings.context_warning and not warned_fill:
+            warned_fill = True
+            msg = (
+                f"The prompt filled {fill:.0%} of the {settings.context_length}-token context; "
+                "the model may lose track. Raise agent.contextLength (and make sure the model "
+                "supports it), or select less code."
+            )
+            warnings.append(msg)
+            progress.warn(msg)
+            log(msg)
+
+        calls = response.tool_calls
+        if not calls and response.content:
+            calls = recover_tool_calls(response.content, names)
+            if calls:
+                log(f"recovered {len(calls)} tool call(s) written as text")
+        if not calls:
+            result_text = response.content.strip()
+            finished = True
+            break
+
+        for call in calls:
+            if not call.id:
+                call_counter += 1
+                call.id = f"call_{call_counter}"
+        messages.append(Message("assistant", response.content, tool_calls=list(calls)))
+
+        done = False
+        for call in calls:
+            stats.tool_calls += 1
+            prog.say(tools.describe(call), stats.tokens_per_second)
+            outcome = await _run_call(call, tools, allowed, seen)
+            messages.append(
+                Message("tool", outcome.output, tool_call_id=call.id, name=call.name)
+            )
+            if outcome.finished:
+                result_text = outcome.output
+                finished = done = True
+                break
+        if done:
+            break
+    else:
+        msg = (
+            f"The model used all {settings.max_turns} turns without finishing; the result "
+            "holds what it staged so far. Raise agent.maxTurns for larger tasks."
+        )
+        warnings.append(msg)
+        progress.warn(msg)
+
+    stats.wall_time = time.monotonic() - started
+    return LoopResult(result_text, finished, stats, messages, warnings)
+
+
+async def _run_call(
+    call: ToolCall, tools: ToolRegistry, allowed: set[str], seen: dict[str, ToolResult]
+) -> ToolResult:
+    """Run one call, refusing tools the task does not allow and answering exact repeats."""
+    if call.name in tools.names() and call.name not in allowed:
+        return ToolResult(
+            f"Error: {call.name} is not available for this task. "
+            f"Available: {', '.join(sorted(allowed))}.",
+            ok=False,
+        )
+    key = _call_key(call)
+    earlier = seen.get(key)
+    if earlier is not None and call.name != "finish":
+        head = earlier.output if len(earlier.output) <= 300 else earlier.output[:300] + " ..."
+        return ToolResult(f"{REPEATED_CALL}\nEarlier result: {head}", ok=False)
+    outcome = await tools.execute(call)
+    if call.name in MUTATING_TOOLS and outcome.ok:
+        # The files changed, so an earlier read or search may now give a different answer.
+        seen.clear()
+    else:
+        seen[key] = outcome
+    return outcome

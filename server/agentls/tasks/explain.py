@@ -1,0 +1,22 @@
+"""Explain: a read-only task whose answer is Markdown."""
+
+from __future__ import annotations
+
+from agentls.tasks.base import ExplainResult, TaskContext, TaskRequest
+from agentls.tasks.common import prepare, run_task
+
+EXPLAIN_TASK = (
+    "Task: explain the code below (the selected lines if there is a selection) to a developer. "
+    "Say what it does, how, and anything surprising or risky. Answer in Markdown as plain "
+    "text, without a tool call, unless you first need to read other files. Do not change files."
+)
+
+
+async def run_explain(ctx: TaskContext, req: TaskRequest) -> ExplainResult:
+    """Explain the file or selection; one model call when the model needs no other file."""
+    prepared = prepare(ctx, req)
+    result = await run_task(ctx, req, prepared, EXPLAIN_TASK, read_only=True)
+    markdown = result.text or "_The model gave no explanation._"
+    for warning in result.warnings:
+        markdown += f"\n\n> **agentls:** {warning}"
+    return ExplainResult(markdown=markdown, stats=result.stats)

@@ -1,0 +1,28 @@
+"""Refactor: the model edits through the staged view; the result is the staged changes."""
+
+from __future__ import annotations
+
+from agentls.tasks.base import EditResult, TaskContext, TaskRequest
+from agentls.tasks.common import prepare, run_task
+
+REFACTOR_TASK = (
+    "Task: refactor the code below as the user asks (the selected lines if there is a "
+    "selection), without changing its behaviour unless asked. Use edit for changes to existing "
+    "files and write for new files; when you move code to a new module, update the imports "
+    "that use it. Then call finish."
+)
+
+DEFAULT_INSTRUCTION = "Improve readability and structure; keep the behaviour identical."
+
+
+async def run_refactor(ctx: TaskContext, req: TaskRequest) -> EditResult:
+    """Refactor the file or selection and return the staged changes (nothing written to disk)."""
+    prepared = prepare(ctx, req)
+    if not (req.instruction and req.instruction.strip()):
+        req = TaskRequest(req.path, req.range, DEFAULT_INSTRUCTION)
+    result = await run_task(ctx, req, prepared, REFACTOR_TASK)
+    changes = prepared.workspace.changes()
+    summary = result.text or "Refactor finished."
+    if not changes:
+        summary = f"No change: {summary}"
+    return EditResult(summary, changes, result.stats, warnings=result.warnings)
