@@ -1,0 +1,19 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from scripted_model import ScriptedModelServer
+
+
+@pytest.fixture
+def scripted_model() -> Iterator[ScriptedModelServer]:
+    """A started scripted model server (Ollama and OpenAI wire formats), stopped afterwards."""
+    server = ScriptedModelServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

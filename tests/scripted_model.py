@@ -1,0 +1,557 @@
+"""A scripted model server: real HTTP on 127.0.0.1 speaking Ollama's and OpenAI's wire formats.
+
+Tests and benchmarks queue ``Reply`` objects (or give a callable that builds one from the
+request); each chat request consumes one reply and streams it back exactly as Ollama
+(``/api/chat``, NDJSON) or an OpenAI-compatible server (``/v1/chat/completions``, SSE) would.
+It runs on the stdlib in a daemon thread, so it can live inside the pytest process while the
+language server under test runs in a subprocess.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import select
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+DEFAULT_CONTENT = "I have nothing more to do."
+# A hanging stream gives up after this long so a forgotten test cannot pin a thread forever.
+MAX_HANG_SECONDS = 120.0
+
+
+@dataclass
+class Reply:
+    """One scripted model reply."""
+
+    content: str = ""  # text the model "says", streamed in pieces
+    # [{"name": "edit", "arguments": {...}}]; arguments may also be a str (sent verbatim).
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    delay: float = 0.0  # seconds to sleep between streamed chunks
+    chunk_size: int = 8  # characters per content chunk
+    hang: bool = False  # after the first chunk keep the stream open until the client leaves
+    status: int = 200  # non-200: answer with this status and `error` as the error body
+    error: str = ""
+    break_stream: bool = False  # send part of the stream, then drop the connection
+    prompt_tokens: int | None = None  # default: len(json.dumps(messages)) // 4
+    completion_tokens: int | None = None  # default: number of streamed chunks
+    # Extras beyond the shared contract:
+    cached_tokens: int | None = None  # OpenAI: usage.prompt_tokens_details / timings.cache_n
+    stream_error: str = ""  # after the first chunk, send an in-stream error object and stop
+    raw_body: str | None = None  # stream this text verbatim instead of a generated stream
+    done_reason: str | None = None  # override Ollama done_reason / OpenAI finish_reason
+
+
+Script = Iterable[Reply] | Callable[[dict[str, Any]], Reply]
+
+
+def _model_matches(requested: str, available: str) -> bool:
+    """Ollama resolves ``name`` to ``name:latest``; accept either spelling."""
+
+    def norm(name: str) -> str:
+        return name[: -len(":latest")] if name.endswith(":latest") else name
+
+    return norm(requested) == norm(available)
+
+
+class _ClientGone(Exception):
+    """The client closed the connection while we were still streaming."""
+
+
+class ScriptedModelServer:
+    """A threaded HTTP server that answers chat requests from a script of ``Reply`` objects."""
+
+    def __init__(
+        self,
+        replies: Script = (),
+        *,
+        models: Sequence[str] = ("gemma4:12b-it-qat",),
+        supports_tools: bool = True,
+        context_length: int = 32768,
+        openai_timings: bool = False,
+    ) -> None:
+        self.models = list(models)
+        self.supports_tools = supports_tools
+        self.context_length = context_length
+        # Emulate llama-server: put a `timings` object into the last OpenAI chunk.
+        self.openai_timings = openai_timings
+        self.requests: list[dict[str, Any]] = []
+        self.disconnects = 0
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._stopping = threading.Event()
+        self._queue: deque[Reply] = deque()
+        self._factory: Callable[[dict[str, Any]], Reply] | None = None
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.script(replies)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ScriptedModelServer:
+        """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
+        handler = type("_BoundHandler", (_Handler,), {"model_server": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="scripted-model", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; hanging streams are released."""
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> ScriptedModelServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port."""
+        if self._httpd is None:
+            raise RuntimeError("ScriptedModelServer is not started")
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Ollama-style base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def openai_url(self) -> str:
+        """OpenAI-compatible base URL (ends in /v1)."""
+        return self.url + "/v1"
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def script(self, replies: Script) -> None:
+        """Replace the reply queue (or install a callable that builds replies)."""
+        with self._lock:
+            self._queue.clear()
+            if callable(replies):
+                self._factory = replies
+            else:
+                self._factory = None
+                self._queue.extend(replies)
+
+    def _next_reply(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            factory = self._factory
+            if factory is None:
+                return self._queue.popleft() if self._queue else Reply(content=DEFAULT_CONTENT)
+        return factory(body)
+
+    def _record(self, body: dict[str, Any], path: str) -> None:
+        with self._cond:
+            self.requests.append({**body, "_path": path})
+            self._cond.notify_all()
+
+    def _count_disconnect(self) -> None:
+        with self._cond:
+            self.disconnects += 1
+            self._cond.notify_all()
+
+    def wait_for_requests(self, n: int, timeout: float = 10) -> None:
+        """Block until at least ``n`` chat requests arrived; AssertionError on timeout."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: len(self.requests) >= n, timeout)
+            if not ok:
+                raise AssertionError(
+                    f"expected {n} chat requests within {timeout}s, got {len(self.requests)}"
+                )
+
+    def wait_for_disconnect(self, timeout: float = 10) -> bool:
+        """Wait until a client closed a stream early; True if one did."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.disconnects > 0, timeout)
+
+    def has_model(self, name: str) -> bool:
+        """Whether ``name`` is one of the served models (``:latest`` optional)."""
+        return any(_model_matches(name, m) for m in self.models)
+
+    def _usage(self, body: dict[str, Any], reply: Reply, chunks: int) -> tuple[int, int]:
+        prompt = reply.prompt_tokens
+        if prompt is None:
+            prompt = len(json.dumps(body.get("messages", []))) // 4
+        completion = reply.completion_tokens if reply.completion_tokens is not None else chunks
+        return prompt, max(completion, 0)
+
+
+def _content_pieces(reply: Reply) -> list[str]:
+    size = max(reply.chunk_size, 1)
+    return [reply.content[i : i + size] for i in range(0, len(reply.content), size)]
+
+
+def _dumps(value: Any) -> str:
+    """Compact JSON, as Go (Ollama) and most OpenAI-compatible servers emit it."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _args_text(arguments: Any) -> str:
+    return arguments if isinstance(arguments, str) else _dumps(arguments)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    model_server: ScriptedModelServer  # set on the bound subclass
+
+    def log_message(self, format: str, *args: Any) -> None:  # silence stderr noise
+        pass
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _read_json(self) -> dict[str, Any] | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        data = _dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _start_stream(self, content_type: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        # One stream per connection keeps disconnect detection unambiguous.
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    def _client_gone(self) -> bool:
+        """True if the peer closed its end (readable socket with EOF or an error)."""
+        sock: socket.socket = self.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _write_chunk(self, text: str) -> None:
+        if self._client_gone():
+            raise _ClientGone
+        data = text.encode()
+        try:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+        except OSError as exc:
+            raise _ClientGone from exc
+
+    def _end_stream(self) -> None:
+        try:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError as exc:
+            raise _ClientGone from exc
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, but notice a client that left meanwhile."""
+        end = time.monotonic() + seconds
+        while True:
+            if self._client_gone():
+                raise _ClientGone
+            left = end - time.monotonic()
+            if left <= 0 or self.model_server._stopping.is_set():
+                return
+            time.sleep(min(left, 0.02))
+
+    def _hang(self) -> None:
+        """Keep the stream open, sending nothing, until the client disconnects."""
+        end = time.monotonic() + MAX_HANG_SECONDS
+        while time.monotonic() < end and not self.model_server._stopping.is_set():
+            if self._client_gone():
+                raise _ClientGone
+            time.sleep(0.02)
+        raise _ClientGone  # give up: drop the connection without finishing
+
+    def _drop(self) -> None:
+        """Close the connection abruptly, without the terminating chunk."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _stream(self, events: Iterator[str], reply: Reply, content_type: str) -> None:
+        """Send pre-rendered stream pieces with the reply's pacing and failure modes."""
+        server = self.model_server
+        self._start_stream(content_type)
+        try:
+            if reply.raw_body is not None:
+                self._write_chunk(reply.raw_body)
+                self._end_stream()
+                return
+            if reply.break_stream:
+                # Everything but the final chunk, then an abrupt close.
+                for piece in list(events)[:-1]:
+                    self._write_chunk(piece)
+                self._drop()
+                return
+            first = True
+            for piece in events:
+                if not first:
+                    if reply.hang:
+                        self._hang()
+                    if reply.delay:
+                        self._sleep(reply.delay)
+                self._write_chunk(piece)
+                first = False
+            self._end_stream()
+        except _ClientGone:
+            server._count_disconnect()
+            self.close_connection = True
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        server = self.model_server
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path == "/api/tags":
+            self._send_json(200, {"models": [_ollama_tag(m) for m in server.models]})
+        elif path == "/api/version":
+            self._send_json(200, {"version": "0.12.6"})
+        elif path == "/v1/models":
+            data = [
+                {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "library"}
+                for m in server.models
+            ]
+            self._send_json(200, {"object": "list", "data": data})
+        elif path == "":
+            self.send_response(200)
+            body = b"Ollama is running"
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        else:
+            self._send_json(404, {"error": "404 page not found"})
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/")
+        body = self._read_json()
+        if body is None:
+            self._send_json(400, {"error": "invalid JSON body"})
+            return
+        if path == "/api/chat":
+            self._ollama_chat(body)
+        elif path == "/api/show":
+            self._ollama_show(body)
+        elif path == "/v1/chat/completions":
+            self._openai_chat(body)
+        else:
+            self._send_json(404, {"error": "404 page not found"})
+
+    # -- Ollama ----------------------------------------------------------------------------
+
+    def _ollama_show(self, body: dict[str, Any]) -> None:
+        server = self.model_server
+        name = str(body.get("model") or body.get("name") or "")
+        if not server.has_model(name):
+            self._send_json(404, {"error": f"model '{name}' not found"})
+            return
+        capabilities = ["completion", "tools"] if server.supports_tools else ["completion"]
+        self._send_json(
+            200,
+            {
+                "modelfile": f"FROM {name}\n",
+                "parameters": "",
+                "template": "{{ .Prompt }}",
+                "details": {"format": "gguf", "family": "gemma3", "parameter_size": "12B"},
+                "model_info": {
+                    "general.architecture": "gemma3",
+                    "gemma3.context_length": server.context_length,
+                },
+                "capabilities": capabilities,
+            },
+        )
+
+    def _ollama_chat(self, body: dict[str, Any]) -> None:
+        server = self.model_server
+        server._record(body, "/api/chat")
+        model = str(body.get("model") or "")
+        if not server.has_model(model):
+            self._send_json(404, {"error": f'model "{model}" not found, try pulling it first'})
+            return
+        if body.get("tools") and not server.supports_tools:
+            self._send_json(
+                400, {"error": f"registry.ollama.ai/library/{model} does not support tools"}
+            )
+            return
+        reply = server._next_reply(body)
+        if reply.status != 200:
+            self._send_json(reply.status, {"error": reply.error or "internal error"})
+            return
+        self._stream(self._ollama_events(body, reply), reply, "application/x-ndjson")
+
+    def _ollama_events(self, body: dict[str, Any], reply: Reply) -> Iterator[str]:
+        server = self.model_server
+        model = str(body.get("model"))
+        started = time.monotonic()
+        chunks = 0
+
+        def line(message: dict[str, Any], **extra: Any) -> str:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            return _dumps({"model": model, "created_at": stamp, "message": message, **extra}) + "\n"
+
+        for piece in _content_pieces(reply):
+            chunks += 1
+            yield line({"role": "assistant", "content": piece}, done=False)
+            if reply.stream_error:
+                yield _dumps({"error": reply.stream_error}) + "\n"
+                return
+        if reply.tool_calls:
+            calls = [
+                {
+                    "id": f"call_{i}",
+                    "function": {
+                        "index": i,
+                        "name": call["name"],
+                        "arguments": call.get("arguments", {}),
+                    },
+                }
+                for i, call in enumerate(reply.tool_calls)
+            ]
+            chunks += 1
+            yield line({"role": "assistant", "content": "", "tool_calls": calls}, done=False)
+        elapsed_ns = max(int((time.monotonic() - started) * 1e9), 1_000_000)
+        prompt, completion = server._usage(body, reply, chunks)
+        yield line(
+            {"role": "assistant", "content": ""},
+            done=True,
+            done_reason=reply.done_reason or "stop",
+            total_duration=elapsed_ns + 2_000_000,
+            load_duration=1_000_000,
+            prompt_eval_count=prompt,
+            prompt_eval_duration=1_000_000,
+            eval_count=completion,
+            eval_duration=elapsed_ns,
+        )
+
+    # -- OpenAI ----------------------------------------------------------------------------
+
+    def _openai_error(self, status: int, message: str, kind: str) -> None:
+        self._send_json(status, {"error": {"message": message, "type": kind, "code": status}})
+
+    def _openai_chat(self, body: dict[str, Any]) -> None:
+        server = self.model_server
+        server._record(body, "/v1/chat/completions")
+        model = str(body.get("model") or "")
+        if not server.has_model(model):
+            self._openai_error(404, f"model '{model}' not found", "not_found_error")
+            return
+        if body.get("tools") and not server.supports_tools:
+            self._openai_error(400, f"{model} does not support tools", "invalid_request_error")
+            return
+        reply = server._next_reply(body)
+        if reply.status != 200:
+            kind = "server_error" if reply.status >= 500 else "invalid_request_error"
+            self._openai_error(reply.status, reply.error or "internal error", kind)
+            return
+        self._stream(self._openai_events(body, reply), reply, "text/event-stream")
+
+    def _openai_events(self, body: dict[str, Any], reply: Reply) -> Iterator[str]:
+        server = self.model_server
+        model = str(body.get("model"))
+        created = int(time.time())
+        started = time.monotonic()
+        chunks = 0
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+            payload = {
+                "id": "chatcmpl-scripted",
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": choices,
+                **extra,
+            }
+            return f"data: {_dumps(payload)}\n\n"
+
+        def delta(d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}
+
+        yield event([delta({"role": "assistant", "content": ""})])
+        for piece in _content_pieces(reply):
+            chunks += 1
+            yield event([delta({"content": piece})])
+            if reply.stream_error:
+                yield f"data: {_dumps({'error': {'message': reply.stream_error}})}\n\n"
+                return
+        for i, call in enumerate(reply.tool_calls):
+            head = {
+                "index": i,
+                "id": f"call_{i}",
+                "type": "function",
+                "function": {"name": call["name"], "arguments": ""},
+            }
+            chunks += 1
+            yield event([delta({"tool_calls": [head]})])
+            # Arguments arrive in fragments, as real servers send them.
+            text = _args_text(call.get("arguments", {}))
+            step = max(reply.chunk_size, 1)
+            for j in range(0, len(text), step):
+                chunks += 1
+                frag = {"index": i, "function": {"arguments": text[j : j + step]}}
+                yield event([delta({"tool_calls": [frag]})])
+        finish = reply.done_reason or ("tool_calls" if reply.tool_calls else "stop")
+        prompt, completion = server._usage(body, reply, chunks)
+        elapsed = max(time.monotonic() - started, 1e-3)
+        extra: dict[str, Any] = {}
+        if server.openai_timings:
+            cache_n = reply.cached_tokens or 0
+            extra["timings"] = {
+                "cache_n": cache_n,
+                "prompt_n": max(prompt - cache_n, 0),
+                "prompt_ms": 1.0,
+                "prompt_per_second": max(prompt - cache_n, 0) / 1e-3,
+                "predicted_n": completion,
+                "predicted_ms": elapsed * 1000,
+                "predicted_per_second": completion / elapsed,
+            }
+        yield event([delta({}, finish)], **extra)
+        options = body.get("stream_options") or {}
+        if options.get("include_usage"):
+            usage: dict[str, Any] = {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            }
+            if reply.cached_tokens is not None:
+                usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
+            yield event([], usage=usage)
+        yield "data: [DONE]\n\n"
+
+
+def _ollama_tag(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "model": name,
+        "modified_at": "2026-06-01T00:00:00Z",
+        "size": 8_000_000_000,
+        "digest": "0" * 64,
+        "details": {"format": "gguf", "family": "gemma3", "quantization_level": "Q4_0"},
+    }
