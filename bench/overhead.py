@@ -1,0 +1,239 @@
+"""The harness's own cost, with a scripted model that answers at once.
+
+Measures, in one run so the numbers compare:
+  - per model turn: the whole turn, the HTTP round trip to the zero-latency model, and the rest
+    (tool execution, message bookkeeping, parsing), median and p95 over >= 200 turns;
+  - per LSP request: `agent/explain` through the real server over stdio, against the same task
+    run in-process, median and p95 over >= 200 requests;
+  - peak memory (VmHWM) of the language server process.
+
+Prints a table and writes it to bench/results/overhead-<date>.md (plus .json).
+Usage: python bench/overhead.py [--turns 250] [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+from agentls.llm.factory import make_backend
+from agentls.llm.types import ChatBackend, ChatRequest, ChatResponse, ModelInfo, StreamCallback
+from agentls.settings import Settings
+from agentls.tasks.base import TaskContext, TaskRequest
+from agentls.tasks.explain import run_explain
+from agentls.tasks.refactor import run_refactor
+
+HERE = Path(__file__).resolve().parent
+MODEL = "gemma4:12b-it-qat"
+MODULE = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(12))
+
+
+class TimedBackend:
+    """Wraps a real backend and records when each model call starts and how long it takes."""
+
+    def __init__(self, inner: ChatBackend) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.base_url = inner.base_url
+        self.calls: list[tuple[float, float]] = []  # (start, duration)
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def resolve_model(self) -> str:
+        return await self.inner.resolve_model()
+
+    async def chat(self, request: ChatRequest, on_event: StreamCallback | None = None) -> ChatResponse:
+        start = time.perf_counter()
+        response = await self.inner.chat(request, on_event)
+        self.calls.append((start, time.perf_counter() - start))
+        return response
+
+    async def model_info(self) -> ModelInfo:
+        return await self.inner.model_info()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class Series:
+    """A named list of samples in milliseconds."""
+
+    name: str
+    samples: list[float]
+
+    def row(self) -> dict[str, Any]:
+        ordered = sorted(self.samples)
+        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return {
+            "what": self.name,
+            "n": len(ordered),
+            "median_ms": round(statistics.median(ordered), 3),
+            "p95_ms": round(p95, 3),
+        }
+
+
+class ScriptedProcess:
+    """The scripted model server in a child process, so its CPU time is not counted as ours."""
+
+    def __init__(self, mode: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "scripted_proc.py"), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+async def bench_turns(root: Path, turns: int) -> list[Series]:
+    """Runs of 10 turns each (reads of a file), timing every turn."""
+    server = ScriptedProcess("reads")
+    settings = Settings(base_url=server.url, model=MODEL, max_turns=10)
+    totals: list[float] = []
+    model: list[float] = []
+    harness: list[float] = []
+    try:
+        while len(totals) < turns:
+            backend = TimedBackend(make_backend(settings))
+            ctx = TaskContext(root=root, settings=settings, backend=backend)
+            await run_refactor(ctx, TaskRequest(root / "mod.py"))
+            end = time.perf_counter()
+            await backend.aclose()
+            starts = [s for s, _ in backend.calls] + [end]
+            for i, (s, d) in enumerate(backend.calls):
+                wall = starts[i + 1] - s
+                totals.append(wall * 1000)
+                model.append(d * 1000)
+                harness.append((wall - d) * 1000)
+    finally:
+        server.close()
+    return [
+        Series("turn: total", totals),
+        Series("turn: model HTTP round trip (zero latency)", model),
+        Series("turn: harness outside the model call", harness),
+    ]
+
+
+def _vm_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+async def bench_requests(root: Path, requests: int) -> tuple[list[Series], dict[str, int]]:
+    """agent/explain through the real server over stdio, and the same task in-process."""
+    server = ScriptedProcess("explain")
+    settings = Settings(base_url=server.url, model=MODEL)
+    uri = (root / "mod.py").as_uri()
+    direct: list[float] = []
+    lsp: list[float] = []
+    memory: dict[str, int] = {}
+    try:
+        for _ in range(requests):
+            backend = make_backend(settings)
+            ctx = TaskContext(root=root, settings=settings, backend=backend)
+            start = time.perf_counter()
+            await run_explain(ctx, TaskRequest(root / "mod.py"))
+            direct.append((time.perf_counter() - start) * 1000)
+            await backend.aclose()
+
+        client = LanguageClient("agentls-bench", "0")
+        await client.start_io(sys.executable, "-m", "agentls")
+        pid = client._server.pid if client._server else 0  # noqa: SLF001 - pygls keeps it private
+        await client.initialize_async(
+            types.InitializeParams(
+                capabilities=types.ClientCapabilities(),
+                root_uri=root.as_uri(),
+                workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="bench")],
+                initialization_options={"baseUrl": server.url, "model": MODEL},
+            )
+        )
+        client.initialized(types.InitializedParams())
+        memory["server_rss_after_start_kb"] = _vm_kb(pid, "VmRSS")
+        params = {"textDocument": {"uri": uri}}
+        for _ in range(requests):
+            start = time.perf_counter()
+            await client.protocol.send_request_async("agent/explain", params)
+            lsp.append((time.perf_counter() - start) * 1000)
+        memory["server_peak_rss_kb"] = _vm_kb(pid, "VmHWM")
+        memory["server_rss_at_end_kb"] = _vm_kb(pid, "VmRSS")
+        await client.shutdown_async(None)
+        client.exit(None)
+        await client.stop()
+    finally:
+        server.close()
+    lsp_over = [a - b for a, b in zip(sorted(lsp), sorted(direct), strict=False)]
+    return [
+        Series("explain request, in-process task", direct),
+        Series("explain request, over LSP (stdio)", lsp),
+        Series("LSP cost (quantile difference)", lsp_over),
+    ], memory
+
+
+def render(rows: list[dict[str, Any]], memory: dict[str, int]) -> str:
+    """A Markdown table of the series and the memory figures."""
+    lines = ["| what | n | median ms | p95 ms |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {r['what']} | {r['n']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} |" for r in rows]
+    lines += ["", "| server memory | MiB |", "| --- | ---: |"]
+    lines += [f"| {k.removesuffix('_kb')} | {v / 1024:.1f} |" for k, v in memory.items()]
+    return "\n".join(lines)
+
+
+async def main_async(turns: int, requests: int) -> None:
+    """Run both benchmarks in one process and report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "mod.py").write_text(MODULE)
+        series = await bench_turns(root, turns)
+        req_series, memory = await bench_requests(root, requests)
+    rows = [s.row() for s in series + req_series]
+    table = render(rows, memory)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    header = (
+        f"# Harness overhead, {stamp}\n\nScripted model at zero latency on 127.0.0.1 "
+        f"(own process); {turns} turns in runs of 10; {requests} explain requests.\n"
+        f"Python {sys.version.split()[0]}.\n\n"
+    )
+    print(header + table)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"overhead-{stamp}.md").write_text(header + table + "\n")
+    (out / f"overhead-{stamp}.json").write_text(
+        json.dumps({"rows": rows, "memory": memory}, indent=2) + "\n"
+    )
+
+
+def main() -> None:
+    """Parse arguments and run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=250)
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    asyncio.run(main_async(args.turns, args.requests))
+
+
+if __name__ == "__main__":
+    main()
