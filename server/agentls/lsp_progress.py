@@ -1,0 +1,116 @@
+"""A ProgressSink that reports LSP work-done progress and turns the client's Cancel into a
+cancelled asyncio task."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from concurrent.futures import Future
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from agentls.protocol import ProgressToken
+
+log = logging.getLogger(__name__)
+
+
+def client_supports_progress(ls: LanguageServer) -> bool:
+    """Whether the client accepts window/workDoneProgress/create."""
+    window = ls.client_capabilities.window
+    return bool(window and window.work_done_progress)
+
+
+class LspProgress:
+    """Work-done progress for one agent run (a no-op when there is no token).
+
+    ``warn`` also goes to the log and a warning message, because a progress line vanishes
+    when the run ends and warnings such as "the context is nearly full" must be seen.
+    """
+
+    def __init__(self, ls: LanguageServer, token: ProgressToken | None) -> None:
+        self._ls = ls
+        self.token = token
+        self._percentage = 0
+        self._ended = False
+
+    @classmethod
+    async def start(
+        cls,
+        ls: LanguageServer,
+        title: str,
+        client_token: ProgressToken | None,
+        task: asyncio.Task[Any] | None,
+    ) -> LspProgress:
+        """Begin progress on the client's token, or on one created here when the client can.
+
+        ``task`` is cancelled when the client sends window/workDoneProgress/cancel.
+        """
+        token = client_token
+        if token is None and client_supports_progress(ls):
+            token = f"agentls-{uuid.uuid4()}"
+            try:
+                await ls.work_done_progress.create_async(token)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a client that refuses still gets the run, no bar
+                log.warning("window/workDoneProgress/create failed: %s", exc)
+                token = None
+        progress = cls(ls, token)
+        if token is not None:
+            ls.work_done_progress.begin(
+                token,
+                types.WorkDoneProgressBegin(title=title, cancellable=True, message="Starting"),
+            )
+            # pygls keeps a Future per token and cancels it on window/workDoneProgress/cancel;
+            # chaining it to the task is what makes the Cancel button stop the run.
+            future = ls.work_done_progress.tokens.get(token)
+            if future is not None and task is not None:
+                future.add_done_callback(_cancel_task_when_cancelled(task))
+        return progress
+
+    def report(self, message: str, percentage: int | None = None) -> None:
+        """Report a step; percentages are kept monotonic as the protocol asks."""
+        if self.token is None or self._ended:
+            return
+        if percentage is not None:
+            self._percentage = max(self._percentage, min(100, max(0, int(percentage))))
+        self._ls.work_done_progress.report(
+            self.token,
+            types.WorkDoneProgressReport(
+                message=message,
+                percentage=self._percentage if percentage is not None else None,
+                cancellable=True,
+            ),
+        )
+
+    def warn(self, message: str) -> None:
+        """Show a warning in the progress, the log and a message."""
+        self.report(f"Warning: {message}")
+        self._ls.window_log_message(
+            types.LogMessageParams(type=types.MessageType.Warning, message=message)
+        )
+        self._ls.window_show_message(
+            types.ShowMessageParams(type=types.MessageType.Warning, message=message)
+        )
+
+    def end(self, message: str) -> None:
+        """End the progress (idempotent) and forget the token so the client may reuse it."""
+        if self.token is None or self._ended:
+            return
+        self._ended = True
+        try:
+            self._ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+        finally:
+            self._ls.work_done_progress.tokens.pop(self.token, None)
+
+
+def _cancel_task_when_cancelled(task: asyncio.Task[Any]) -> Any:
+    def callback(future: Future[Any]) -> None:
+        if future.cancelled() and not task.done():
+            log.info("work done progress cancelled by the client; cancelling the run")
+            task.cancel()
+
+    return callback

@@ -1,0 +1,160 @@
+"""One agent run for the language server: context, progress, the task, the WorkspaceEdit.
+
+Everything that can go wrong ends here as a ``RunFailure`` (message + hint) or a propagating
+``asyncio.CancelledError``; ``server.py`` turns those into JSON-RPC errors or messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from agentls.agent.stats import Stats
+from agentls.edits import EditConflict, to_workspace_edit
+from agentls.llm.types import BackendError, ChatBackend
+from agentls.lsp_documents import open_documents, workspace_root
+from agentls.lsp_progress import LspProgress
+from agentls.protocol import KIND_TITLES, AgentParams, TaskKind
+from agentls.settings import Settings
+from agentls.tasks.base import (
+    EditResult,
+    ExplainResult,
+    TaskContext,
+    TaskError,
+    TaskRequest,
+)
+
+log = logging.getLogger(__name__)
+
+
+class RunFailure(Exception):
+    """A run that failed for a reason the user can act on."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}".strip()
+
+
+@dataclass
+class RunOutcome:
+    """A finished run: the task's result and, for edit tasks, the edit to hand the client."""
+
+    kind: TaskKind
+    result: ExplainResult | EditResult
+    edit: types.WorkspaceEdit | None
+
+
+def make_backend(settings: Settings) -> ChatBackend:
+    """Build the chat backend for these settings (imported late: it pulls in httpx)."""
+    from agentls.llm.factory import make_backend as factory
+
+    return factory(settings)
+
+
+async def _call_task(
+    kind: TaskKind, ctx: TaskContext, req: TaskRequest
+) -> ExplainResult | EditResult:
+    # Imported per call rather than at module import: the tasks pull in the agent loop, and a
+    # language server that starts fast is one the editor does not time out on.
+    if kind == "explain":
+        from agentls.tasks.explain import run_explain
+
+        return await run_explain(ctx, req)
+    if kind == "refactor":
+        from agentls.tasks.refactor import run_refactor
+
+        return await run_refactor(ctx, req)
+    from agentls.tasks.tests import run_generate_tests
+
+    return await run_generate_tests(ctx, req)
+
+
+def describe_failure(exc: BaseException) -> RunFailure:
+    """Message and hint for any failure, looking through wrapped backend errors."""
+    if isinstance(exc, RunFailure):
+        return exc
+    if isinstance(exc, BackendError):
+        return RunFailure(exc.message, exc.hint)
+    if isinstance(exc, TaskError) and isinstance(exc.__cause__, BackendError):
+        cause = exc.__cause__
+        return RunFailure(str(exc) or cause.message, getattr(exc, "hint", "") or cause.hint)
+    if isinstance(exc, TaskError):
+        return RunFailure(str(exc), str(getattr(exc, "hint", "") or ""))
+    if isinstance(exc, EditConflict):
+        return RunFailure(
+            f"The document changed where the agent wanted to edit it; nothing was applied. {exc}",
+            "Run the request again on the current text.",
+        )
+    return RunFailure(f"Internal error: {type(exc).__name__}: {exc}", "See the agentls log.")
+
+
+class AgentRunner:
+    """Runs tasks for the server and remembers the last run's stats for agent/status."""
+
+    def __init__(self, ls: LanguageServer, settings: Callable[[], Settings]) -> None:
+        self._ls = ls
+        self._settings = settings
+        self.last_stats: Stats | None = None
+
+    def _log(self, message: str, kind: types.MessageType = types.MessageType.Log) -> None:
+        self._ls.window_log_message(types.LogMessageParams(type=kind, message=message))
+
+    async def run(self, kind: TaskKind, params: AgentParams) -> RunOutcome:
+        """Run one task with progress; raise RunFailure, or CancelledError when cancelled."""
+        path = params.path()
+        settings = self._settings()
+        progress = await LspProgress.start(
+            self._ls, KIND_TITLES[kind], params.work_done_token, asyncio.current_task()
+        )
+        end_message = "Failed"
+        backend: ChatBackend | None = None
+        try:
+            backend = make_backend(settings)
+            # One live provider serves both the agent's reads and the rebase after the run.
+            documents = open_documents(self._ls.workspace)
+            ctx = TaskContext(
+                root=workspace_root(self._ls.workspace, path),
+                settings=settings,
+                backend=backend,
+                documents=documents,
+                progress=progress,
+                log=self._log,
+            )
+            request = TaskRequest(path=path, range=params.range, instruction=params.instruction)
+            result = await _call_task(kind, ctx, request)
+            self.last_stats = result.stats
+            self._log(result.stats.summary_line(), types.MessageType.Info)
+            edit = None
+            if isinstance(result, EditResult):
+                for warning in result.warnings:
+                    progress.warn(warning)
+                # Rebased onto what the user typed meanwhile; overlap raises EditConflict.
+                edit = to_workspace_edit(result.changes, current=documents)
+            end_message = "Done"
+            return RunOutcome(kind=kind, result=result, edit=edit)
+        except asyncio.CancelledError:
+            end_message = "Cancelled"
+            self._log(f"{KIND_TITLES[kind]}: cancelled", types.MessageType.Info)
+            raise  # so the model's HTTP stream closes and the request answers RequestCancelled
+        except Exception as exc:
+            failure = describe_failure(exc)
+            if not isinstance(exc, BackendError | TaskError | EditConflict):
+                log.exception("%s failed", kind)
+            self._log(f"{KIND_TITLES[kind]} failed: {failure}", types.MessageType.Error)
+            raise failure from exc
+        finally:
+            progress.end(end_message)
+            if backend is not None:
+                try:
+                    await backend.aclose()
+                except Exception as exc:  # closing must never mask the run's own outcome
+                    log.warning("closing the backend failed: %s", exc)
