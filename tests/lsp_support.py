@@ -174,3 +174,53 @@ async def agent_client(
             await asyncio.wait_for(client.shutdown_session(), 10)
         finally:
             await client.stop()
+
+
+def call(name: str, **arguments: Any) -> Any:
+    """A scripted model reply that makes one native tool call."""
+    from scripted_model import Reply
+
+    return Reply(tool_calls=[{"name": name, "arguments": arguments}])
+
+
+def lsp_range(start_line: int, start_char: int, end_line: int, end_char: int) -> dict[str, Any]:
+    """An LSP Range as JSON."""
+    return {
+        "start": {"line": start_line, "character": start_char},
+        "end": {"line": end_line, "character": end_char},
+    }
+
+
+def apply_edits(text: str, edits: list[dict[str, Any]]) -> str:
+    """Apply JSON TextEdits to text (ASCII test files: UTF-16 units are characters)."""
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+
+    def offset(pos: dict[str, int]) -> int:
+        line = pos["line"]
+        return (starts[line] if line < len(starts) else len(text)) + pos["character"]
+
+    spans = sorted(
+        ((offset(e["range"]["start"]), offset(e["range"]["end"]), e["newText"]) for e in edits),
+        reverse=True,
+    )
+    for start, end, new in spans:
+        text = text[:start] + new + text[end:]
+    return text
+
+
+def document_changes(edit: dict[str, Any]) -> list[dict[str, Any]]:
+    """documentChanges of a WorkspaceEdit as JSON."""
+    changes: list[dict[str, Any]] = edit.get("documentChanges") or []
+    return changes
+
+
+def text_edits_for(edit: dict[str, Any], target: str) -> list[dict[str, Any]]:
+    """All TextDocumentEdits of a WorkspaceEdit addressed to ``target`` (a URI)."""
+    return [
+        c
+        for c in document_changes(edit)
+        if "textDocument" in c and c["textDocument"]["uri"] == target
+    ]
