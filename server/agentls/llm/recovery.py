@@ -26,11 +26,24 @@ _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
 _CLOSERS = {"{": "}", "[": "]"}
 # How many shorter endings to try for an object whose closing braces are missing.
 _MAX_TRUNCATIONS = 40
-# A key that marks an object as a possible call. Checking for it first keeps the search cheap
-# on replies full of code, where most braces are not JSON at all.
-_CALL_KEY_RE = re.compile(r"""["']?\b(?:name|tool|tool_name|function|tool_calls)\b["']?\s*:""")
-# Only the start of an unbalanced object is checked for a call key before repairing it.
+# Only the start of an unbalanced object is checked for a call marker before repairing it.
 _CALL_KEY_WINDOW = 300
+# Repairing an unbalanced object tries many endings; a reply full of unclosed braces that
+# mention tool names could make that quadratic, so the number of such objects is capped.
+_MAX_UNBALANCED = 4
+
+
+def _call_marker(names: Collection[str]) -> re.Pattern[str]:
+    """A pattern that any text holding a call to one of ``names`` must contain.
+
+    Checking for it first keeps the search cheap on replies full of code, where most braces
+    are not JSON at all.
+    """
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(
+        rf"""["']?\b(?:name|tool|tool_name)\b["']?\s*:\s*["']?(?:{alternatives})\b"""
+        r"""|["']?\b(?:function|tool_calls)\b["']?\s*:"""
+    )
 
 
 def recover_tool_calls(text: str, tool_names: Collection[str]) -> list[ToolCall]:
@@ -41,9 +54,13 @@ def recover_tool_calls(text: str, tool_names: Collection[str]) -> list[ToolCall]
     given as a JSON string. Calls may sit in ``<tool_call>`` tags, fenced blocks, or prose.
     """
     names = set(tool_names)
+    if not names:
+        return []
+    marker = _call_marker(names)
+    budget = [_MAX_UNBALANCED]
     calls: list[ToolCall] = []
     for region in _regions(text):
-        for value in _json_values(region):
+        for value in _json_values(region, marker, budget):
             for item in _flatten(value):
                 call = _to_call(item, names)
                 if call is not None:
@@ -176,19 +193,36 @@ def _regions(text: str) -> Iterator[str]:
         yield text[pos:]
 
 
-def _json_values(region: str) -> Iterator[Any]:
-    """JSON objects found in ``region``, repaired where needed, outermost first."""
+def _json_values(region: str, marker: re.Pattern[str], budget: list[int]) -> Iterator[Any]:
+    """JSON objects that may be calls (``marker``) found in ``region``, repaired where needed.
+
+    ``budget`` (a one-item list shared across regions) counts the unbalanced objects we may
+    still try to repair.
+    """
     i = 0
+    next_marker: re.Match[str] | None = None
+    ends: dict[int, int | None] = {}
     while True:
         start = region.find("{", i)
         if start < 0:
             return
-        end = _matching_end(region, start)
+        if next_marker is None or next_marker.start() < start:
+            next_marker = marker.search(region, start)  # searched again only once passed
+            if next_marker is None:
+                return  # no object from here on can be a call
+        if start not in ends:
+            ends.update(_bracket_ends(region, start))
+        end = ends[start]
         value: Any = None
-        if end is not None and _CALL_KEY_RE.search(region, start, end):
+        if end is not None and marker.search(region, start, end):
             value = parse_json_lenient(region[start:end])
-        if value is None and _CALL_KEY_RE.search(region, start, start + _CALL_KEY_WINDOW):
+        if (
+            value is None
+            and budget[0] > 0
+            and marker.search(region, start, start + _CALL_KEY_WINDOW)
+        ):
             # Unbalanced (or unparseable): try ever shorter endings, each repaired.
+            budget[0] -= 1
             value, end = _parse_truncated(region, start, end)
         if isinstance(value, dict | list) and end is not None:
             yield value
@@ -222,12 +256,18 @@ def _looks_like_call(value: dict[str, Any]) -> bool:
     return any(key in value for key in (*_NAME_KEYS, "tool_calls"))
 
 
-def _matching_end(text: str, start: int) -> int | None:
-    """Index just past the brace matching ``text[start]``, honouring strings; None if open."""
-    depth = 0
+def _bracket_ends(text: str, start: int) -> dict[int, int | None]:
+    """For every bracket opened outside strings from ``start`` on: the index just past its
+    match, or None if it never closes.
+
+    One pass serves every nested object, which keeps the search linear on long replies.
+    """
+    ends: dict[int, int | None] = {}
+    stack: list[int] = []
     quote: str | None = None
     i = start
-    while i < len(text):
+    n = len(text)
+    while i < n:
         ch = text[i]
         if quote is not None:
             if ch == "\\":
@@ -237,16 +277,20 @@ def _matching_end(text: str, start: int) -> int | None:
                 quote = None
         elif ch in "\"'":
             # An apostrophe in a bare word (don't) is not a string start.
-            if ch == '"' or not text[i - 1].isalnum():
+            if ch == '"' or i == 0 or not text[i - 1].isalnum():
                 quote = ch
         elif ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-            if depth == 0:
-                return i + 1
+            stack.append(i)
+        elif ch in "}]" and stack:
+            ends[stack.pop()] = i + 1
+            if not stack and i + 1 < n:
+                # Between top-level values, prose may hold stray quotes; let the next
+                # object start its own pass rather than inherit a wrong string state.
+                break
         i += 1
-    return None
+    for open_at in stack:
+        ends[open_at] = None
+    return ends
 
 
 def _flatten(value: Any) -> Iterator[Any]:
