@@ -99,8 +99,9 @@ class ScriptedModelServer:
         handler = type("_BoundHandler", (_Handler,), {"model_server": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
+        # A short poll interval keeps stop() (and so every test using the server) fast.
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="scripted-model", daemon=True
+            target=self._httpd.serve_forever, args=(0.02,), name="scripted-model", daemon=True
         )
         self._thread.start()
         return self
@@ -494,10 +495,13 @@ class _Handler(BaseHTTPRequestHandler):
         def delta(d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {"index": 0, "delta": d, "logprobs": None, "finish_reason": finish}
 
-        yield event([delta({"role": "assistant", "content": ""})])
+        # The role-only event goes out with the first real chunk, so that "after the first
+        # chunk" (hang, delay) means after the client saw some content.
+        prefix = event([delta({"role": "assistant", "content": ""})])
         for piece in _content_pieces(reply):
             chunks += 1
-            yield event([delta({"content": piece})])
+            yield prefix + event([delta({"content": piece})])
+            prefix = ""
             if reply.stream_error:
                 yield f"data: {_dumps({'error': {'message': reply.stream_error}})}\n\n"
                 return
@@ -509,7 +513,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "function": {"name": call["name"], "arguments": ""},
             }
             chunks += 1
-            yield event([delta({"tool_calls": [head]})])
+            yield prefix + event([delta({"tool_calls": [head]})])
+            prefix = ""
             # Arguments arrive in fragments, as real servers send them.
             text = _args_text(call.get("arguments", {}))
             step = max(reply.chunk_size, 1)
@@ -532,7 +537,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "predicted_ms": elapsed * 1000,
                 "predicted_per_second": completion / elapsed,
             }
-        yield event([delta({}, finish)], **extra)
+        yield prefix + event([delta({}, finish)], **extra)
         options = body.get("stream_options") or {}
         if options.get("include_usage"):
             usage: dict[str, Any] = {
