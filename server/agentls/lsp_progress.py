@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from concurrent.futures import Future
 from typing import Any
@@ -15,6 +16,9 @@ from pygls.lsp.server import LanguageServer
 from agentls.protocol import ProgressToken
 
 log = logging.getLogger(__name__)
+
+# Seconds between two progress reports that do not change the percentage.
+MIN_INTERVAL = 0.1
 
 
 def client_supports_progress(ls: LanguageServer) -> bool:
@@ -35,6 +39,7 @@ class LspProgress:
         self.token = token
         self._percentage = 0
         self._ended = False
+        self._last_sent = 0.0
 
     @classmethod
     async def start(
@@ -72,11 +77,21 @@ class LspProgress:
         return progress
 
     def report(self, message: str, percentage: int | None = None) -> None:
-        """Report a step; percentages are kept monotonic as the protocol asks."""
+        """Report a step; percentages are kept monotonic as the protocol asks.
+
+        The loop reports on every streamed chunk; updates closer together than
+        ``MIN_INTERVAL`` that do not move the percentage are dropped, so a fast model does not
+        flood the editor with notifications it cannot render anyway.
+        """
         if self.token is None or self._ended:
             return
+        before = self._percentage
         if percentage is not None:
             self._percentage = max(self._percentage, min(100, max(0, int(percentage))))
+        now = time.monotonic()
+        if now - self._last_sent < MIN_INTERVAL and self._percentage == before:
+            return
+        self._last_sent = now
         self._ls.work_done_progress.report(
             self.token,
             types.WorkDoneProgressReport(
@@ -88,6 +103,7 @@ class LspProgress:
 
     def warn(self, message: str) -> None:
         """Show a warning in the progress, the log and a message."""
+        self._last_sent = 0.0  # a warning is never throttled away
         self.report(f"Warning: {message}")
         self._ls.window_log_message(
             types.LogMessageParams(type=types.MessageType.Warning, message=message)

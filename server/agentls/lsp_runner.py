@@ -135,8 +135,7 @@ class AgentRunner:
             self._log(result.stats.summary_line(), types.MessageType.Info)
             edit = None
             if isinstance(result, EditResult):
-                for warning in result.warnings:
-                    progress.warn(warning)
+                # result.warnings were already shown: the loop sends them through the sink.
                 # Rebased onto what the user typed meanwhile; overlap raises EditConflict.
                 edit = to_workspace_edit(result.changes, current=documents)
             end_message = "Done"
