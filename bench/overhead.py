@@ -57,7 +57,9 @@ class TimedBackend:
     async def resolve_model(self) -> str:
         return await self.inner.resolve_model()
 
-    async def chat(self, request: ChatRequest, on_event: StreamCallback | None = None) -> ChatResponse:
+    async def chat(
+        self, request: ChatRequest, on_event: StreamCallback | None = None
+    ) -> ChatResponse:
         start = time.perf_counter()
         response = await self.inner.chat(request, on_event)
         self.calls.append((start, time.perf_counter() - start))
@@ -162,7 +164,7 @@ async def bench_requests(root: Path, requests: int) -> tuple[list[Series], dict[
 
         client = LanguageClient("agentls-bench", "0")
         await client.start_io(sys.executable, "-m", "agentls")
-        pid = client._server.pid if client._server else 0  # noqa: SLF001 - pygls keeps it private
+        pid = client._server.pid if client._server else 0
         await client.initialize_async(
             types.InitializeParams(
                 capabilities=types.ClientCapabilities(),
@@ -182,7 +184,7 @@ async def bench_requests(root: Path, requests: int) -> tuple[list[Series], dict[
         memory["server_rss_at_end_kb"] = _vm_kb(pid, "VmRSS")
         await client.shutdown_async(None)
         client.exit(None)
-        await client.stop()
+        await client.stop()  # type: ignore[no-untyped-call]
     finally:
         server.close()
     lsp_over = [a - b for a, b in zip(sorted(lsp), sorted(direct), strict=False)]
@@ -196,7 +198,9 @@ async def bench_requests(root: Path, requests: int) -> tuple[list[Series], dict[
 def render(rows: list[dict[str, Any]], memory: dict[str, int]) -> str:
     """A Markdown table of the series and the memory figures."""
     lines = ["| what | n | median ms | p95 ms |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {r['what']} | {r['n']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} |" for r in rows]
+    lines += [
+        f"| {r['what']} | {r['n']} | {r['median_ms']:.2f} | {r['p95_ms']:.2f} |" for r in rows
+    ]
     lines += ["", "| server memory | MiB |", "| --- | ---: |"]
     lines += [f"| {k.removesuffix('_kb')} | {v / 1024:.1f} |" for k, v in memory.items()]
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from scripted_model import Reply, ScriptedModelServer  # noqa: E402
+from scripted_model import Reply, ScriptedModelServer
 
 
 def main() -> None:
@@ -24,7 +24,10 @@ def main() -> None:
         # A different offset each turn, so the loop's repeat detection never short-cuts a turn.
         return Reply(
             tool_calls=[
-                {"name": "read", "arguments": {"path": "mod.py", "offset": next(counter) % 40 + 1, "limit": 5}}
+                {
+                    "name": "read",
+                    "arguments": {"path": "mod.py", "offset": next(counter) % 40 + 1, "limit": 5},
+                }
             ],
             chunk_size=64,
         )

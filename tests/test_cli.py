@@ -72,7 +72,13 @@ def test_run_refactor_prints_a_diff_and_applies_only_when_asked(
 
     scripted_model.script(list(replies))
     proc = agentls(
-        "run", "refactor", "calc.py", "--apply", "--json", *backend_args(scripted_model), cwd=project
+        "run",
+        "refactor",
+        "calc.py",
+        "--apply",
+        "--json",
+        *backend_args(scripted_model),
+        cwd=project,
     )
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
@@ -88,9 +94,7 @@ def test_run_tests_creates_the_test_file_with_apply(
     scripted_model.script(
         [call("write", path="tests/test_calc.py", content=test_src), call("finish", summary="ok")]
     )
-    proc = agentls(
-        "run", "tests", "calc.py", "--apply", *backend_args(scripted_model), cwd=project
-    )
+    proc = agentls("run", "tests", "calc.py", "--apply", *backend_args(scripted_model), cwd=project)
     assert proc.returncode == 0, proc.stderr
     assert "+++ b/tests/test_calc.py" in proc.stdout
     assert (project / "tests" / "test_calc.py").read_text() == test_src
@@ -108,7 +112,13 @@ def test_run_with_missing_model_names_the_pull_command(
     scripted_model: ScriptedModelServer, project: Path
 ) -> None:
     proc = agentls(
-        "run", "explain", "calc.py", "--base-url", scripted_model.url, "--model", "qwen9:1b",
+        "run",
+        "explain",
+        "calc.py",
+        "--base-url",
+        scripted_model.url,
+        "--model",
+        "qwen9:1b",
         cwd=project,
     )
     assert proc.returncode == 3
@@ -121,7 +131,7 @@ def test_run_refuses_a_path_outside_the_workspace(
     scripted_model.script([call("read", path="../../../etc/passwd"), Reply(content="fine")])
     proc = agentls("run", "explain", "calc.py", *backend_args(scripted_model), cwd=project)
     assert proc.returncode == 0, proc.stderr
-    tool_result = [m for m in scripted_model.requests[1]["messages"] if m["role"] == "tool"][0]
+    tool_result = next(m for m in scripted_model.requests[1]["messages"] if m["role"] == "tool")
     assert "outside the workspace" in tool_result["content"]
     assert "root:" not in tool_result["content"]
 
@@ -135,7 +145,9 @@ def test_run_rejects_a_bad_range(scripted_model: ScriptedModelServer, project: P
 
 
 def test_doctor_reports_each_check(scripted_model: ScriptedModelServer, project: Path) -> None:
-    proc = agentls("doctor", *backend_args(scripted_model), "--context-length", "65536", cwd=project)
+    proc = agentls(
+        "doctor", *backend_args(scripted_model), "--context-length", "65536", cwd=project
+    )
     assert "[ok  ] server" in proc.stdout
     assert "[ok  ] model" in proc.stdout
     assert "[ok  ] tools" in proc.stdout

@@ -154,7 +154,12 @@ async def test_refactor_split_creates_a_module_and_updates_imports(
                 content="from stats import total\n\n\n" + mean_src,
             ),
             call("edit", path="stats.py", old_text="\n\n" + mean_src, new_text=""),
-            call("edit", path="app.py", old_text="from stats import mean", new_text="from averages import mean"),
+            call(
+                "edit",
+                path="app.py",
+                old_text="from stats import mean",
+                new_text="from averages import mean",
+            ),
             call("finish", summary="Moved mean to averages.py."),
         ]
     )

@@ -32,7 +32,12 @@ async def run_checks(settings: Settings) -> list[Check]:
         except BackendError as exc:
             reachable = not isinstance(exc, BackendUnreachable)
             checks.append(
-                Check("server", reachable, f"{settings.backend} at {url}", "" if reachable else exc.hint)
+                Check(
+                    "server",
+                    reachable,
+                    f"{settings.backend} at {url}",
+                    "" if reachable else exc.hint,
+                )
             )
             if reachable:
                 checks.append(Check("model", False, exc.message, exc.hint))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,7 +29,12 @@ from agentls.tasks.explain import run_explain
 from agentls.tasks.refactor import run_refactor
 from agentls.tasks.tests import run_generate_tests
 
-TASKS = {"explain": run_explain, "refactor": run_refactor, "tests": run_generate_tests}
+TaskFn = Callable[[TaskContext, TaskRequest], Awaitable[ExplainResult | EditResult]]
+TASKS: dict[str, TaskFn] = {
+    "explain": run_explain,
+    "refactor": run_refactor,
+    "tests": run_generate_tests,
+}
 
 
 class StderrProgress:
@@ -79,7 +85,7 @@ def parse_range(text: str | None) -> TextRange | None:
 
 
 def find_root(path: Path) -> Path:
-    """The workspace root: the nearest parent holding .git or pyproject.toml, else the file's dir."""
+    """The workspace root: the nearest parent with a project marker, else the file's folder."""
     for parent in [path.parent, *path.parent.parents]:
         if any((parent / marker).exists() for marker in (".git", "pyproject.toml", "package.json")):
             return parent

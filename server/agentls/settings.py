@@ -38,7 +38,9 @@ class Settings(BaseModel):
         None, description="Model name; default: the best pulled Gemma 4 that fits memory."
     )
     api_key: str | None = Field(None, description="Bearer token for OpenAI-compatible servers.")
-    context_length: int = Field(16384, ge=512, le=1_048_576, description="Context window (num_ctx).")
+    context_length: int = Field(
+        16384, ge=512, le=1_048_576, description="Context window (num_ctx)."
+    )
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     keep_alive: str = Field("30m", description="How long Ollama keeps the model loaded.")
     max_turns: int = Field(20, ge=1, le=200, description="Model calls allowed per request.")

@@ -144,9 +144,7 @@ async def run_loop(
             stats.tool_calls += 1
             prog.say(tools.describe(call), stats.tokens_per_second)
             outcome = await _run_call(call, tools, allowed, seen)
-            messages.append(
-                Message("tool", outcome.output, tool_call_id=call.id, name=call.name)
-            )
+            messages.append(Message("tool", outcome.output, tool_call_id=call.id, name=call.name))
             if outcome.finished:
                 result_text = outcome.output
                 finished = done = True

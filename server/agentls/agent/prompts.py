@@ -41,7 +41,7 @@ class FileExcerpt:
 def excerpt(
     path: str, text: str, selection: tuple[int, int] | None, max_chars: int = MAX_INLINE_CHARS
 ) -> FileExcerpt:
-    """Cut the file down to what fits: the whole file when small, else the selection with context."""
+    """Cut the file to what fits: all of it when small, else the selection with context."""
     lines = text.splitlines(keepends=True)
     total = len(lines)
     if len(text) <= max_chars or total == 0:

@@ -35,7 +35,9 @@ class Stats:
         self.prompt_tokens += usage.prompt_tokens
         self.completion_tokens += usage.completion_tokens
         if usage.cached_prompt_tokens is not None:
-            self.cached_prompt_tokens = (self.cached_prompt_tokens or 0) + usage.cached_prompt_tokens
+            self.cached_prompt_tokens = (
+                self.cached_prompt_tokens or 0
+            ) + usage.cached_prompt_tokens
         if self.time_to_first_token is None and usage.time_to_first_token is not None:
             self.time_to_first_token = usage.time_to_first_token
         if usage.tokens_per_second and usage.completion_tokens:

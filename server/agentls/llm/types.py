@@ -98,7 +98,7 @@ class ModelInfo:
 
 
 class ChatBackend(Protocol):
-    """A streaming chat backend. Implementations: ``ollama.OllamaBackend``, ``openai.OpenAIBackend``."""
+    """A streaming chat backend: ``ollama.OllamaBackend`` or ``openai.OpenAIBackend``."""
 
     name: str
     base_url: str
@@ -110,7 +110,9 @@ class ChatBackend(Protocol):
         """Pick the model to use (the configured one, or the best default) and check it exists."""
         ...
 
-    async def chat(self, request: ChatRequest, on_event: StreamCallback | None = None) -> ChatResponse:
+    async def chat(
+        self, request: ChatRequest, on_event: StreamCallback | None = None
+    ) -> ChatResponse:
         """Send one request and stream the reply; cancelling the caller closes the HTTP stream."""
         ...
 

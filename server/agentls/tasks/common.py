@@ -24,7 +24,7 @@ class PreparedTask:
 
 
 def selection_lines(rng: TextRange | None) -> tuple[int, int] | None:
-    """1-based inclusive line span of an LSP range; a range ending at column 0 ends the line before."""
+    """1-based inclusive lines of an LSP range; an end at column 0 ends on the line before."""
     if rng is None:
         return None
     end = rng.end_line

@@ -34,8 +34,10 @@ async def run_generate_tests(ctx: TaskContext, req: TaskRequest) -> EditResult:
     test_file = None
     for change in changes:
         name = change.path.name
-        if prepared.workspace.rel(change.path) == wanted or name.startswith("test_") or (
-            ".test." in name or name.endswith("_test.go")
+        if (
+            prepared.workspace.rel(change.path) == wanted
+            or name.startswith("test_")
+            or (".test." in name or name.endswith("_test.go"))
         ):
             test_file = change.path
             break
