@@ -7,8 +7,6 @@ that editor configs can run the bare command.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections.abc import Sequence
 
 from agentls import __version__
@@ -53,13 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_lsp(args: argparse.Namespace) -> int:
     """Start the language server on stdio or TCP; returns when the client exits."""
-    # stdout carries the LSP stream, so logging must go to stderr only.
-    logging.basicConfig(
-        level=getattr(args, "log_level", "WARNING"),
-        stream=sys.stderr,
-        format="agentls %(levelname)s %(name)s: %(message)s",
-    )
-    from agentls.server import create_server  # imported late: `--help` stays instant
+    # Imported late: `agentls --help`, `run` and `doctor` don't pay for pygls.
+    from agentls.lsp_logging import configure_logging
+    from agentls.server import create_server
+
+    configure_logging(getattr(args, "log_level", "WARNING"))
 
     server = create_server()
     if getattr(args, "tcp", False):
