@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 
 from lsp_support import MODEL, AgentClient, agent_client, closed_port, options, uri
 from scripted_model import ScriptedModelServer
@@ -186,8 +187,6 @@ async def test_pulled_configuration_and_did_change_configuration(
 async def test_bad_params_are_invalid_params_and_the_server_keeps_going(
     scripted_model: ScriptedModelServer, tmp_path: Path
 ) -> None:
-    from pygls.exceptions import JsonRpcException
-
     root = make_project(tmp_path)
     async with agent_client(root, options(scripted_model.url)) as agent:
         try:

@@ -28,6 +28,8 @@ def _wanted(kind: str, only: list[str] | None) -> bool:
 
 def code_actions(params: types.CodeActionParams) -> list[types.CodeAction]:
     """Explain / Refactor / Generate tests for the selection, or the file when none."""
+    if not params.text_document.uri.startswith("file:"):
+        return []  # untitled buffers and virtual documents have no file the agent can read
     rng = range_from_lsp(params.range)
     kinds = SELECTION_KINDS if rng else FILE_KINDS
     only = [

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 # Seconds between two progress reports that do not change the percentage.
 MIN_INTERVAL = 0.1
+# Seconds to wait for the client to accept window/workDoneProgress/create.
+CREATE_TIMEOUT = 5.0
 
 
 def client_supports_progress(ls: LanguageServer) -> bool:
@@ -57,7 +59,8 @@ class LspProgress:
         if token is None and client_supports_progress(ls):
             token = f"agentls-{uuid.uuid4()}"
             try:
-                await ls.work_done_progress.create_async(token)
+                # A client that never answers must not stall the run: go on without a bar.
+                await asyncio.wait_for(ls.work_done_progress.create_async(token), CREATE_TIMEOUT)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a client that refuses still gets the run, no bar
