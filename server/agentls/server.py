@@ -159,9 +159,13 @@ async def handle_command(
     if outcome.edit is None or not outcome.edit.document_changes:
         ls.show(types.MessageType.Info, f"{title}: no changes proposed. {summary}".strip())
         return {"ok": True, "applied": False, "summary": summary, "stats": stats}
-    response = await ls.workspace_apply_edit_async(
-        types.ApplyWorkspaceEditParams(edit=outcome.edit, label=title)
-    )
+    try:
+        response = await ls.workspace_apply_edit_async(
+            types.ApplyWorkspaceEditParams(edit=outcome.edit, label=title)
+        )
+    except JsonRpcException as exc:  # the client answered applyEdit with an error
+        ls.show(types.MessageType.Error, f"{title}: the editor rejected the edit: {exc.message}")
+        return {"ok": False, "applied": False, "summary": summary, "error": exc.message}
     result: CommandResultJson = {
         "ok": True,
         "applied": bool(response.applied),
@@ -194,11 +198,15 @@ async def show_explanation(ls: AgentLanguageServer, path: Path, markdown: str) -
         saved = None
     if saved is not None and _supports_show_document(ls):
         uri = protocol.path_to_uri(saved)
-        shown = await ls.window_show_document_async(
-            types.ShowDocumentParams(uri=uri, external=False, take_focus=False)
-        )
-        if shown.success:
-            return uri
+        try:
+            shown = await ls.window_show_document_async(
+                types.ShowDocumentParams(uri=uri, external=False, take_focus=False)
+            )
+        except JsonRpcException as exc:  # fall back to a message rather than lose the text
+            ls.log_message(types.MessageType.Warning, f"window/showDocument failed: {exc}")
+        else:
+            if shown.success:
+                return uri
     ls.show(types.MessageType.Info, message_text(markdown, saved))
     return None
 
