@@ -1,13 +1,22 @@
-"""The ``agentls`` command: the language server on stdio (default) or TCP.
+"""The ``agentls`` command: the language server on stdio (default) or TCP, ``run`` and ``doctor``.
 
 Subcommands live in ``build_parser``; ``agentls`` with no subcommand means ``agentls lsp`` so
-that editor configs can run the bare command.
+that editor configs can run the bare command. ``run`` and ``doctor`` call the same task and
+backend code as the server.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentls.settings import Settings
 
 from agentls import __version__
 
@@ -46,7 +55,79 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     lsp = commands.add_parser("lsp", help="run the language server (the default)")
     _add_lsp_options(lsp)
+
+    run = commands.add_parser("run", help="run one task on a file and print the result")
+    run.add_argument("task", choices=["explain", "refactor", "tests"])
+    run.add_argument("file", type=Path)
+    run.add_argument("--range", help="lines to work on, 1-based and inclusive: 10-40")
+    run.add_argument("--instruction", help="what you want, in your words")
+    run.add_argument("--apply", action="store_true", help="write the changes to disk")
+    run.add_argument("--json", action="store_true", help="print a JSON result")
+    run.add_argument("--root", type=Path, help="workspace root (default: nearest project dir)")
+    _add_backend_options(run)
+
+    doctor = commands.add_parser("doctor", help="check the model backend and print fixes")
+    _add_backend_options(doctor)
     return parser
+
+
+# Environment variables the CLI reads, below its flags.
+ENV_SETTINGS = {
+    "AGENTLS_BACKEND": "backend",
+    "AGENTLS_BASE_URL": "baseUrl",
+    "AGENTLS_MODEL": "model",
+    "AGENTLS_API_KEY": "apiKey",
+    "AGENTLS_CONTEXT_LENGTH": "contextLength",
+}
+
+
+def _add_backend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=["ollama", "openai"], help="model server kind")
+    parser.add_argument("--base-url", dest="baseUrl", help="model server URL")
+    parser.add_argument("--model", help="model name (default: best pulled Gemma 4)")
+    parser.add_argument("--context-length", dest="contextLength", type=int)
+    parser.add_argument("--max-turns", dest="maxTurns", type=int)
+    parser.add_argument("--request-timeout", dest="requestTimeout", type=float)
+
+
+def cli_settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, then flags; warnings go to stderr."""
+    from agentls.settings import load_settings
+
+    env = {key: os.environ[var] for var, key in ENV_SETTINGS.items() if os.environ.get(var)}
+    names = ("backend", "baseUrl", "model", "contextLength", "maxTurns", "requestTimeout")
+    flags = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    settings, warnings = load_settings(env, flags)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def run_task_command(args: argparse.Namespace) -> int:
+    """`agentls run`: one task, printed as Markdown or a diff."""
+    from agentls.runner import RunOptions, run_cli_task
+
+    opts = RunOptions(
+        task=args.task,
+        file=args.file,
+        range=args.range,
+        instruction=args.instruction,
+        apply=args.apply,
+        as_json=args.json,
+        root=args.root,
+    )
+    try:
+        return asyncio.run(run_cli_task(opts, cli_settings(args)))
+    except KeyboardInterrupt:
+        print("cancelled: nothing was written", file=sys.stderr)
+        return 130
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """`agentls doctor`: check the backend and print the fix for each failure."""
+    from agentls.doctor import print_report, run_checks
+
+    return print_report(asyncio.run(run_checks(cli_settings(args))))
 
 
 def run_lsp(args: argparse.Namespace) -> int:
@@ -71,5 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in (None, "lsp"):
         return run_lsp(args)
+    if args.command == "run":
+        return run_task_command(args)
+    if args.command == "doctor":
+        return run_doctor(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse catches it
     return 2  # pragma: no cover

@@ -66,5 +66,4 @@ async def run_task(
         allowed_tools=READ_ONLY_TOOLS if read_only else None,
         log=ctx.log,
     )
-    ctx.log(result.stats.summary_line())
     return result
