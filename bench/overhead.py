@@ -152,6 +152,7 @@ async def bench_requests(root: Path, requests: int) -> tuple[list[Series], dict[
     uri = (root / "mod.py").as_uri()
     direct: list[float] = []
     lsp: list[float] = []
+    baseline: list[float] = []
     memory: dict[str, int] = {}
     try:
         for _ in range(requests):
@@ -163,6 +164,11 @@ async def bench_requests(root: Path, requests: int) -> tuple[list[Series], dict[
             await backend.aclose()
 
         client = LanguageClient("agentls-bench", "0")
+
+        @client.feature(types.WINDOW_LOG_MESSAGE)  # type: ignore[untyped-decorator]
+        def _log(_params: types.LogMessageParams) -> None:
+            pass  # the server logs each run's stats; the benchmark does not need them
+
         await client.start_io(sys.executable, "-m", "agentls")
         pid = client._server.pid if client._server else 0
         await client.initialize_async(
@@ -180,6 +186,15 @@ async def bench_requests(root: Path, requests: int) -> tuple[list[Series], dict[
             start = time.perf_counter()
             await client.protocol.send_request_async("agent/explain", params)
             lsp.append((time.perf_counter() - start) * 1000)
+        action_params = types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=types.Range(types.Position(0, 0), types.Position(2, 0)),
+            context=types.CodeActionContext(diagnostics=[]),
+        )
+        for _ in range(requests):
+            start = time.perf_counter()
+            await client.protocol.send_request_async("textDocument/codeAction", action_params)
+            baseline.append((time.perf_counter() - start) * 1000)
         memory["server_peak_rss_kb"] = _vm_kb(pid, "VmHWM")
         memory["server_rss_at_end_kb"] = _vm_kb(pid, "VmRSS")
         await client.shutdown_async(None)
@@ -192,6 +207,7 @@ async def bench_requests(root: Path, requests: int) -> tuple[list[Series], dict[
         Series("explain request, in-process task", direct),
         Series("explain request, over LSP (stdio)", lsp),
         Series("LSP cost (quantile difference)", lsp_over),
+        Series("codeAction request over LSP (transport baseline)", baseline),
     ], memory
 
 
