@@ -49,6 +49,9 @@ class Settings(BaseModel):
     )
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait to connect.")
     tool_mode: ToolMode = Field("auto", description="How tool calls are requested.")
+    max_output_tokens: int = Field(
+        2048, ge=16, le=131072, description="Tokens the model may generate per reply."
+    )
     max_read_lines: int = Field(400, ge=20, description="Lines a single read returns at most.")
     context_warning: float = Field(
         0.85, gt=0, le=1, description="Warn when a prompt fills this share of the context."

@@ -14,14 +14,25 @@ from dataclasses import dataclass, field
 
 from agentls.agent.prompts import REPEATED_CALL, SYSTEM_PROMPT, turns_left_warning
 from agentls.agent.stats import Stats
+from agentls.agent.toolmode import (
+    Mode,
+    parse_reply,
+    remember,
+    render_constrained,
+    resolve_mode,
+    response_schema,
+    tools_prompt,
+)
 from agentls.agent.tools import ToolRegistry, ToolResult
 from agentls.llm.recovery import recover_tool_calls
 from agentls.llm.types import (
     ChatBackend,
     ChatRequest,
+    ChatResponse,
     Message,
     StreamEvent,
     ToolCall,
+    ToolsUnsupported,
 )
 from agentls.settings import Settings
 from agentls.tasks.base import ProgressSink
@@ -78,10 +89,11 @@ async def run_loop(
     """
     stats = Stats(backend=backend.name, model=backend.model, context_length=settings.context_length)
     started = time.monotonic()
-    specs = tools.specs()
+    caller = _ModelCaller(backend, settings, tools, log)
+    await caller.start()
     names = tools.names()
     allowed = set(allowed_tools) if allowed_tools is not None else set(names)
-    messages = [Message("system", SYSTEM_PROMPT), Message("user", first_message)]
+    messages = [Message("system", caller.system_prompt()), Message("user", first_message)]
     prog = _Progress(progress, settings.max_turns)
     warnings: list[str] = []
     seen: dict[str, ToolResult] = {}
@@ -101,15 +113,8 @@ async def run_loop(
             tps = ev.completion_tokens / ev.elapsed if ev.elapsed > 0 else None
             prog.say(f"model writing ({ev.completion_tokens} tokens)", tps)
 
-        response = await backend.chat(
-            ChatRequest(
-                messages=list(messages),
-                tools=specs,
-                context_length=settings.context_length,
-                temperature=settings.temperature,
-            ),
-            on_event,
-        )
+        response, calls = await caller.call(messages, on_event)
+        stats.model = backend.model
         stats.add(response.usage)
         fill = response.usage.prompt_tokens / settings.context_length
         if fill > settings.context_warning and not warned_fill:
@@ -123,11 +128,6 @@ async def run_loop(
             progress.warn(msg)
             log(msg)
 
-        calls = response.tool_calls
-        if not calls and response.content:
-            calls = recover_tool_calls(response.content, names)
-            if calls:
-                log(f"recovered {len(calls)} tool call(s) written as text")
         if not calls:
             result_text = response.content.strip()
             finished = True
@@ -161,6 +161,73 @@ async def run_loop(
 
     stats.wall_time = time.monotonic() - started
     return LoopResult(result_text, finished, stats, messages, warnings)
+
+
+class _ModelCaller:
+    """Builds each request for the tool-call mode in force and reads the calls out of replies.
+
+    In ``auto`` mode a server that answers "this model does not support tools" switches the run
+    to ``constrained`` and the same turn is asked again, so no turn is lost.
+    """
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        settings: Settings,
+        tools: ToolRegistry,
+        log: Callable[[str], None],
+    ) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.specs = tools.specs()
+        self.names = tools.names()
+        self.log = log
+        self.mode: Mode = "native"
+        self.schema = response_schema(self.specs)
+
+    async def start(self) -> None:
+        """Decide the mode (may ask the server once per model and process)."""
+        self.mode = await resolve_mode(self.backend, self.settings)
+
+    def system_prompt(self) -> str:
+        """The fixed prefix's text for the current mode."""
+        if self.mode == "native":
+            return SYSTEM_PROMPT
+        return SYSTEM_PROMPT + "\n\n" + tools_prompt(self.specs)
+
+    def _request(self, messages: list[Message]) -> ChatRequest:
+        native = self.mode == "native"
+        return ChatRequest(
+            messages=list(messages) if native else render_constrained(messages),
+            tools=self.specs if native else [],
+            context_length=self.settings.context_length,
+            temperature=self.settings.temperature,
+            response_schema=None if native else self.schema,
+            max_tokens=self.settings.max_output_tokens,
+        )
+
+    async def call(
+        self, messages: list[Message], on_event: Callable[[StreamEvent], None]
+    ) -> tuple[ChatResponse, list[ToolCall]]:
+        """One model call; returns the reply and the tool calls found in it."""
+        try:
+            response = await self.backend.chat(self._request(messages), on_event)
+        except ToolsUnsupported:
+            if self.settings.tool_mode != "auto" or self.mode != "native":
+                raise
+            self.log(f"{self.backend.model} takes no native tools; using constrained tool calls")
+            self.mode = "constrained"
+            remember(self.backend, self.mode)
+            messages[0] = Message("system", self.system_prompt())
+            response = await self.backend.chat(self._request(messages), on_event)
+        if self.mode == "constrained":
+            return response, parse_reply(response.content, self.names)
+        calls = response.tool_calls
+        if not calls and response.content:
+            calls = recover_tool_calls(response.content, self.names)
+            if calls:
+                self.log(f"recovered {len(calls)} tool call(s) written as text")
+        return response, calls
 
 
 async def _run_call(

@@ -199,6 +199,8 @@ class OllamaBackend:
             payload["tools"] = [_tool_to_wire(t) for t in request.tools]
         if request.response_schema is not None:
             payload["format"] = request.response_schema
+        if request.max_tokens is not None:
+            payload["options"]["num_predict"] = request.max_tokens
         return payload
 
     def _status_error(self, status: int, body: bytes, model: str) -> BackendError:

@@ -205,6 +205,8 @@ class OpenAIBackend:
                     "schema": request.response_schema,
                 },
             }
+        if request.max_tokens is not None:
+            payload["max_tokens"] = request.max_tokens
         return payload
 
     def _status_error(self, status: int, body: bytes, model: str) -> BackendError:

@@ -50,6 +50,8 @@ class ChatRequest:
     temperature: float = 0.2
     # A JSON schema the reply must follow (constrained tool-call mode); None for free text.
     response_schema: dict[str, Any] | None = None
+    # Cap on generated tokens (Ollama num_predict, OpenAI max_tokens); None: the server's default.
+    max_tokens: int | None = None
 
 
 @dataclass

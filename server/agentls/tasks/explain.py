@@ -7,8 +7,8 @@ from agentls.tasks.common import prepare, run_task
 
 EXPLAIN_TASK = (
     "Task: explain the code below (the selected lines if there is a selection) to a developer. "
-    "Say what it does, how, and anything surprising or risky. Answer in Markdown as plain "
-    "text, without a tool call, unless you first need to read other files. Do not change files."
+    "Say what it does, how, and anything surprising or risky. Answer in Markdown, as plain "
+    "text or as the summary of finish; read other files only if you need them. Change nothing."
 )
 
 

@@ -1,0 +1,116 @@
+"""Tool-call modes: native tools API, or one JSON tool call forced by structured output.
+
+``constrained`` works with models that have no tool support at all (Gemma 3, base models): the
+backend's structured output (Ollama ``format``, OpenAI ``response_format``) makes every reply
+one ``{"tool": ..., "arguments": ...}`` object. ``auto`` asks the backend whether the model
+takes tools and remembers the answer per server and model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any, Literal
+
+from agentls.llm.recovery import parse_json_lenient, recover_tool_calls
+from agentls.llm.types import ChatBackend, Message, ToolCall, ToolSpec
+from agentls.settings import Settings
+
+Mode = Literal["native", "constrained"]
+
+# (base URL, model) -> mode learned this process; a server answers the same way every time.
+_learned: dict[tuple[str, str], Mode] = {}
+
+
+def remember(backend: ChatBackend, mode: Mode) -> None:
+    """Record the mode that works for this backend's model."""
+    _learned[(backend.base_url, backend.model)] = mode
+
+
+async def resolve_mode(backend: ChatBackend, settings: Settings) -> Mode:
+    """The mode for this run: the setting, or for ``auto`` what the model advertises.
+
+    When the server cannot say (OpenAI-compatible servers), ``native`` is tried first; the loop
+    switches to ``constrained`` if the server answers that the model takes no tools.
+    """
+    if settings.tool_mode != "auto":
+        return settings.tool_mode
+    if not backend.model:
+        await backend.resolve_model()
+    key = (backend.base_url, backend.model)
+    if key in _learned:
+        return _learned[key]
+    info = await backend.model_info()
+    mode: Mode = "constrained" if info.supports_tools is False else "native"
+    if info.supports_tools is not None:
+        _learned[key] = mode
+    return mode
+
+
+def response_schema(specs: list[ToolSpec]) -> dict[str, Any]:
+    """A oneOf over the tools: tool name as a constant, arguments as that tool's schema."""
+    variants = []
+    for spec in specs:
+        arguments = copy.deepcopy(spec.parameters)
+        # Closed objects keep a small model from inventing argument names the grammar allows.
+        arguments["additionalProperties"] = False
+        variants.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": spec.name}, "arguments": arguments},
+                "required": ["tool", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    return {"oneOf": variants}
+
+
+def tools_prompt(specs: list[ToolSpec]) -> str:
+    """The tool list for the system prompt in constrained mode, where no tools API is used.
+
+    One line per tool, arguments with ``?`` when optional: far shorter than JSON schemas.
+    """
+    lines = ['Reply with exactly one JSON object: {"tool": NAME, "arguments": {...}}. Tools:']
+    for spec in specs:
+        props = spec.parameters.get("properties", {})
+        required = set(spec.parameters.get("required", []))
+        args = ", ".join(name if name in required else f"{name}?" for name in props)
+        lines.append(f"- {spec.name}({args}): {spec.description}")
+    return "\n".join(lines)
+
+
+def parse_reply(content: str, names: list[str]) -> list[ToolCall]:
+    """The tool call in a constrained reply; lenient, since a reply cut at the token limit is
+    still worth reading."""
+    value = parse_json_lenient(content)
+    if isinstance(value, dict) and isinstance(value.get("tool"), str):
+        arguments = value.get("arguments")
+        if value["tool"] in names:
+            return [
+                ToolCall(
+                    name=value["tool"],
+                    arguments=arguments if isinstance(arguments, dict) else {},
+                    raw_arguments=json.dumps(arguments) if arguments is not None else "",
+                )
+            ]
+    return recover_tool_calls(content, names)
+
+
+def render_constrained(messages: list[Message]) -> list[Message]:
+    """Messages as a model without tool support reads them.
+
+    Assistant tool calls become the JSON the model wrote; tool results become user messages,
+    since templates without tools have no ``tool`` role. Deterministic, so the rendered prefix
+    stays byte-identical from turn to turn.
+    """
+    out: list[Message] = []
+    for msg in messages:
+        if msg.role == "assistant" and msg.tool_calls:
+            calls = [{"tool": c.name, "arguments": c.arguments} for c in msg.tool_calls]
+            text = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
+            out.append(Message("assistant", text))
+        elif msg.role == "tool":
+            out.append(Message("user", f"Result of {msg.name}:\n{msg.content}"))
+        else:
+            out.append(msg)
+    return out
