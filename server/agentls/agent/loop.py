@@ -59,12 +59,13 @@ class _Progress:
     sink: ProgressSink
     max_turns: int
     turn: int = 0
-    started: float = field(default_factory=time.monotonic)
+    context_fill: float = 0.0  # of the last prompt, so the user sees a filling context coming
 
     def say(self, what: str, tps: float | None = None) -> None:
         speed = f" · {tps:.0f} tok/s" if tps else ""
+        fill = f" · context {self.context_fill:.0%}" if self.context_fill else ""
         pct = min(99, int(100 * self.turn / self.max_turns)) if self.max_turns else None
-        self.sink.report(f"turn {self.turn}/{self.max_turns} · {what}{speed}", pct)
+        self.sink.report(f"turn {self.turn}/{self.max_turns} · {what}{speed}{fill}", pct)
 
 
 def _call_key(call: ToolCall) -> str:
@@ -117,6 +118,7 @@ async def run_loop(
         stats.model = backend.model
         stats.add(response.usage)
         fill = response.usage.prompt_tokens / settings.context_length
+        prog.context_fill = fill
         if fill > settings.context_warning and not warned_fill:
             warned_fill = True
             msg = (
