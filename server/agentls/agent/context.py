@@ -1,0 +1,408 @@
+"""Context management: keep every request within the model's context length.
+
+Pure functions over :class:`~agentls.llm.types.Message` lists (no I/O). The tool loop calls
+:func:`fit_to_context` before every model request and :meth:`TokenEstimator.calibrate` after
+it, with the prompt token count the server reported.
+
+What gives way when a conversation outgrows the budget, in order:
+
+1. Old tool outputs, oldest first, are replaced by a one-line marker that says what was
+   there and how to get it back. The tool message itself stays (role, ``tool_call_id``,
+   ``name``) and so do the assistant's ``tool_calls``, so the wire format stays valid.
+2. If that is not enough: long texts of older assistant messages and of user notes after
+   the task are cut to their head.
+3. As the last resort: the middle of the largest remaining tool output (a protected one)
+   is cut, keeping head and tail.
+
+Never touched: the system prompt (index 0), the task (index 1), the last messages and the
+latest state of edited files (see :func:`default_protected`).
+
+KV-cache trade-off. Servers reuse the cached prompt up to the first byte that differs from
+the previous request. Eliding the *oldest* outputs first keeps the system prompt, the task
+and everything before the first elided message byte-identical, but each elision step
+invalidates the cache from the elided message onwards, so that one request reprocesses
+most of the conversation. To make those steps rare, an elision step goes down to
+``target_fill`` of the budget rather than just under it: the following turns then append
+to an unchanged prefix until the budget is reached again. For the same reason the result
+is deterministic and idempotent (an elided message is recognised and left alone), so the
+loop can keep the fitted list as its history and send the same bytes turn after turn.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import posixpath
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from agentls.agent.prompts import REPEATED_CALL
+from agentls.llm.types import Message, ToolCall, ToolSpec
+
+__all__ = [
+    "ELIDED_PREFIX",
+    "TokenEstimator",
+    "default_protected",
+    "fit_to_context",
+    "message_chars",
+    "reply_reserve",
+    "tool_schema_chars",
+]
+
+# Every full elision starts with this; it is how an already elided message is recognised.
+ELIDED_PREFIX = "[elided to save context"
+# The tail of a shortened assistant text or user note.
+_SHORTENED_SUFFIX = "characters elided to save context]"
+# Chat templates wrap each message in role markers; a rough allowance per message and call.
+MESSAGE_OVERHEAD_CHARS = 16
+CALL_OVERHEAD_CHARS = 16
+# Assistant texts and user notes are cut to this many characters in step 2.
+SHORTEN_HEAD_CHARS = 200
+# Step 3 leaves at least this much of a tool output (head and tail together).
+MIN_TRUNCATED_KEEP_CHARS = 200
+_MARKER_ALLOWANCE = 120  # about the length of the marker step 3 inserts
+# The last messages are the model's current step: the call it just made and its result.
+KEEP_LAST_MESSAGES = 2
+MUTATING_TOOLS = frozenset({"edit", "write"})
+_PATH_KEYS = ("path", "file_path", "file", "filename")
+
+
+# -- estimation ----------------------------------------------------------------------------
+
+
+def message_chars(message: Message) -> int:
+    """Characters one message costs: its text, its tool calls and a per-message allowance."""
+    total = len(message.content) + MESSAGE_OVERHEAD_CHARS
+    total += len(message.tool_call_id or "") + len(message.name or "")
+    for call in message.tool_calls:
+        total += len(call.name) + len(call.id) + CALL_OVERHEAD_CHARS
+        total += len(json.dumps(call.arguments, ensure_ascii=False, sort_keys=True))
+    return total
+
+
+def tool_schema_chars(specs: Sequence[ToolSpec]) -> int:
+    """Characters the tool schemas add to every request (pass as ``fixed_overhead_chars``)."""
+    return len(
+        json.dumps(
+            [
+                {"name": s.name, "description": s.description, "parameters": s.parameters}
+                for s in specs
+            ],
+            ensure_ascii=False,
+        )
+    )
+
+
+def reply_reserve(context_length: int) -> int:
+    """Tokens to keep free for the model's reply: 15%, at least 512, at most half the context."""
+    return min(context_length // 2, max(512, context_length * 15 // 100))
+
+
+class TokenEstimator:
+    """Estimates prompt tokens of a message list; calibrated from what the server reported.
+
+    The estimate is characters divided by ``chars_per_token``. The ratio starts at the prior
+    given to the constructor and is learnt from each request's reported prompt tokens, but
+    only ever at or below the prior: a server that reports fewer tokens than the prompt has
+    (some count only the part not served from the KV cache) must not make us believe tokens
+    are cheaper than a sensible default says.
+    """
+
+    def __init__(self, chars_per_token: float = 3.5) -> None:
+        if chars_per_token <= 0:
+            raise ValueError("chars_per_token must be positive")
+        self.prior_chars_per_token = chars_per_token
+        self.chars_per_token = chars_per_token
+        self.calibrated = False
+
+    def chars(self, messages: Sequence[Message], fixed_overhead_chars: int = 0) -> int:
+        """Characters of the whole prompt: every message plus the fixed overhead."""
+        return fixed_overhead_chars + sum(message_chars(m) for m in messages)
+
+    def tokens_for_chars(self, chars: float) -> int:
+        """Tokens that ``chars`` characters are estimated to take (rounded up)."""
+        return math.ceil(chars / self.chars_per_token)
+
+    def estimate(self, messages: Sequence[Message], fixed_overhead_chars: int = 0) -> int:
+        """Estimated prompt tokens of ``messages``; ``fixed_overhead_chars``: tool schemas etc."""
+        return self.tokens_for_chars(self.chars(messages, fixed_overhead_chars))
+
+    def calibrate(
+        self,
+        messages: Sequence[Message],
+        fixed_overhead_chars: int,
+        reported_prompt_tokens: int,
+    ) -> None:
+        """Learn chars/token from the last request: the messages sent and the tokens reported.
+
+        Afterwards ``estimate(messages, fixed_overhead_chars)`` is at least
+        ``reported_prompt_tokens``: never fewer tokens than the server saw. Reports of zero
+        (the server gave no count) are ignored.
+        """
+        if reported_prompt_tokens <= 0:
+            return
+        chars = self.chars(messages, fixed_overhead_chars)
+        if chars <= 0:
+            return
+        observed = chars / reported_prompt_tokens
+        self.chars_per_token = min(self.prior_chars_per_token, observed)
+        self.calibrated = True
+
+
+# -- protection ----------------------------------------------------------------------------
+
+
+def _norm_path(raw: object) -> str | None:
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    path = posixpath.normpath(raw.strip().replace("\\", "/"))
+    return path.removeprefix("./")
+
+
+def _call_path(call: ToolCall) -> str | None:
+    args = call.arguments if isinstance(call.arguments, dict) else {}
+    for key in _PATH_KEYS:
+        path = _norm_path(args.get(key))
+        if path is not None:
+            return path
+    return None
+
+
+def _calls_of_tool_messages(messages: Sequence[Message]) -> dict[int, ToolCall]:
+    """Map the index of each tool message to the call it answers.
+
+    By ``tool_call_id`` when it names a call; otherwise by position among the tool messages
+    that follow an assistant message (backends that send no call ids).
+    """
+    by_id: dict[str, ToolCall] = {}
+    result: dict[int, ToolCall] = {}
+    pending: list[ToolCall] = []
+    for index, message in enumerate(messages):
+        if message.role == "assistant":
+            pending = list(message.tool_calls)
+            for call in message.tool_calls:
+                if call.id:
+                    by_id[call.id] = call
+        elif message.role == "tool":
+            answered = by_id.get(message.tool_call_id or "")
+            if answered is None and pending:
+                answered = pending[0]
+            if answered is not None:
+                result[index] = answered
+                if answered in pending:
+                    pending.remove(answered)
+        else:
+            pending = []
+    return result
+
+
+def _succeeded(message: Message) -> bool:
+    return not (
+        message.content.startswith("Error:")
+        or message.content.startswith(REPEATED_CALL)
+        or _is_elided(message)
+    )
+
+
+def default_protected(
+    messages: Sequence[Message], keep_last: int = KEEP_LAST_MESSAGES
+) -> Callable[[int, Message], bool]:
+    """The default protection: what :func:`fit_to_context` must not elide or shorten.
+
+    Protected: the system prompt and the task (indices 0 and 1), the last ``keep_last``
+    messages, and the latest state of edited files: for every path an ``edit`` or ``write``
+    call named, the newest successful ``read`` of it and the newest successful ``edit`` or
+    ``write`` result for it. Paths come from the assistant tool calls' arguments.
+    """
+    calls = _calls_of_tool_messages(messages)
+    edited = {
+        path
+        for message in messages
+        for call in message.tool_calls
+        if call.name in MUTATING_TOOLS and (path := _call_path(call)) is not None
+    }
+    newest: dict[tuple[str, str], int] = {}  # (kind, path) -> index of the newest result
+    for index, call in calls.items():
+        path = _call_path(call)
+        if path is None or path not in edited or not _succeeded(messages[index]):
+            continue
+        kind = "read" if call.name == "read" else "change" if call.name in MUTATING_TOOLS else ""
+        if kind:
+            key = (kind, path)
+            newest[key] = max(index, newest.get(key, -1))
+    keep = set(newest.values())
+    first_of_tail = len(messages) - keep_last
+
+    def protected(index: int, message: Message) -> bool:
+        return index < 2 or index >= first_of_tail or index in keep
+
+    return protected
+
+
+# -- rewriting -----------------------------------------------------------------------------
+
+
+def _is_elided(message: Message) -> bool:
+    return message.content.startswith(ELIDED_PREFIX)
+
+
+def _count_lines(text: str) -> int:
+    return text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+
+
+def _elision_marker(message: Message, call: ToolCall | None) -> str:
+    """A short, deterministic stand-in for a tool output that says how to get it back."""
+    lines = _count_lines(message.content)
+    name = call.name if call is not None else (message.name or "tool")
+    args = call.arguments if call is not None and isinstance(call.arguments, dict) else {}
+    path = _call_path(call) if call is not None else None
+    if name == "read" and path:
+        offset = args.get("offset")
+        what = f"read of {path}" + (f" from line {offset}" if isinstance(offset, int) else "")
+    elif name == "grep" and isinstance(args.get("pattern"), str):
+        what = f"grep for {json.dumps(args['pattern'])[:60]}"
+    elif name in ("ls", "find"):
+        target = path or args.get("pattern") or "."
+        what = f"{name} of {str(target)[:60]}"
+    elif name in MUTATING_TOOLS and path:
+        # Calling edit again would apply the change twice: point to read instead.
+        return (
+            f"{ELIDED_PREFIX}: result of {name} on {path}, {lines} lines; "
+            "the change stays applied, read the file to see it]"
+        )
+    else:
+        what = f"{name} output"
+    return f"{ELIDED_PREFIX}: {what}, {lines} lines; call the tool again if you need it]"
+
+
+def _shorten(text: str) -> str:
+    cut = len(text) - SHORTEN_HEAD_CHARS
+    return f"{text[:SHORTEN_HEAD_CHARS]} [... {cut} {_SHORTENED_SUFFIX}"
+
+
+def _truncate_middle(text: str, remove: int) -> str:
+    """Cut at least ``remove`` characters out of the middle of ``text``, at line breaks."""
+    keep = max(len(text) - remove, MIN_TRUNCATED_KEEP_CHARS)
+    head_end = keep // 2
+    tail_start = len(text) - (keep - head_end)
+    # Cut at line boundaries so the kept lines stay whole (and line numbers stay readable).
+    newline = text.rfind("\n", 0, head_end)
+    if newline > 0:
+        head_end = newline
+    newline = text.find("\n", tail_start)
+    if 0 <= newline < len(text) - 1:
+        tail_start = newline + 1
+    if tail_start <= head_end:
+        return text
+    removed = text[head_end:tail_start]
+    lines = removed.count("\n")
+    marker = (
+        f"\n[... {lines} lines ({len(removed)} characters) elided to save context; "
+        "read with offset/limit to see them ...]\n"
+    )
+    return text[:head_end] + marker + text[tail_start:]
+
+
+@dataclass
+class _Fitter:
+    """The working state of one :func:`fit_to_context` call."""
+
+    messages: list[Message]
+    sizes: list[int]
+    total: int
+
+    def set(self, index: int, content: str) -> None:
+        self.messages[index] = replace(self.messages[index], content=content)
+        size = message_chars(self.messages[index])
+        self.total += size - self.sizes[index]
+        self.sizes[index] = size
+
+
+def fit_to_context(
+    messages: list[Message],
+    budget_tokens: int,
+    estimator: TokenEstimator,
+    *,
+    fixed_overhead_chars: int = 0,
+    protected: Callable[[int, Message], bool] | None = None,
+    target_fill: float = 0.8,
+) -> tuple[list[Message], int]:
+    """Return the messages to send, within ``budget_tokens``, and how many tool outputs changed.
+
+    Under the budget the messages come back unchanged. Over it: old tool outputs are elided
+    oldest first down to ``target_fill`` of the budget (so the next turns append without
+    another elision); then older assistant texts and user notes are shortened; as the last
+    resort the middle of the largest remaining tool output is cut. ``protected`` (default:
+    :func:`default_protected` of ``messages``) says what steps 1 and 2 leave alone; indices 0
+    and 1 (system prompt and task) are never changed. The count is of tool messages elided
+    or cut by this call; messages elided by an earlier call are not counted again.
+
+    If the system prompt and task alone exceed the budget, the messages come back as they
+    are. The result can still be over budget when protected non-tool content is too large,
+    so the caller should check ``estimator.estimate(result, fixed_overhead_chars)``.
+    The input list and its messages are not modified.
+    """
+    limit = budget_tokens * estimator.chars_per_token  # chars that fit; compare in chars
+    sizes = [message_chars(m) for m in messages]
+    total = fixed_overhead_chars + sum(sizes)
+    if total <= limit:
+        return list(messages), 0
+    if fixed_overhead_chars + sum(sizes[:2]) > limit:
+        return list(messages), 0
+    is_protected = protected if protected is not None else default_protected(messages)
+    calls = _calls_of_tool_messages(messages)
+    fit = _Fitter(list(messages), sizes, total)
+    changed: set[int] = set()
+
+    # 1. Elide unprotected tool outputs, oldest first, down to the low-water mark.
+    target = limit * target_fill
+    for index in range(2, len(messages)):
+        if fit.total <= target:
+            break
+        message = messages[index]
+        if message.role != "tool" or _is_elided(message) or is_protected(index, message):
+            continue
+        marker = _elision_marker(message, calls.get(index))
+        if len(marker) < len(message.content):
+            fit.set(index, marker)
+            changed.add(index)
+
+    # 2. Shorten older assistant texts and user notes (never the task), oldest first.
+    for index in range(2, len(messages)):
+        if fit.total <= limit:
+            break
+        message = fit.messages[index]
+        if (
+            message.role in ("assistant", "user")
+            and not is_protected(index, message)
+            and not message.content.endswith(_SHORTENED_SUFFIX)
+            and len(message.content) > SHORTEN_HEAD_CHARS + 50
+        ):
+            fit.set(index, _shorten(message.content))
+
+    # 3. Cut the middle of the largest remaining tool output until it fits.
+    spent: set[int] = set()  # outputs that cannot get any shorter
+    while fit.total > limit:
+        candidates = [
+            (len(m.content), -index)
+            for index, m in enumerate(fit.messages)
+            if index >= 2
+            and index not in spent
+            and m.role == "tool"
+            and not _is_elided(m)
+            and len(m.content) > MIN_TRUNCATED_KEEP_CHARS
+        ]
+        if not candidates:
+            break
+        _, neg_index = max(candidates)  # the largest; the oldest among equals
+        index = -neg_index
+        before = fit.messages[index].content
+        # Also pay for the marker, so one cut is usually enough (no markers inside markers).
+        after = _truncate_middle(before, math.ceil(fit.total - limit) + _MARKER_ALLOWANCE)
+        if len(after) >= len(before):
+            spent.add(index)
+            continue
+        fit.set(index, after)
+        changed.add(index)
+
+    return fit.messages, len(changed)
