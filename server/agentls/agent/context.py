@@ -9,13 +9,16 @@ What gives way when a conversation outgrows the budget, in order:
 1. Old tool outputs, oldest first, are replaced by a one-line marker that says what was
    there and how to get it back. The tool message itself stays (role, ``tool_call_id``,
    ``name``) and so do the assistant's ``tool_calls``, so the wire format stays valid.
-2. If that is not enough: long texts of older assistant messages and of user notes after
-   the task are cut to their head.
-3. As the last resort: the middle of the largest remaining tool output (a protected one)
+2. Long texts of older assistant messages and of user notes after the task are cut to
+   their head.
+3. Runs of exchanges whose results are all elided are folded into their first exchange
+   (in a long session on a small context the markers alone would fill it).
+4. As the last resort, the middle of the largest remaining tool output (a protected one)
    is cut, keeping head and tail.
 
-Never touched: the system prompt (index 0), the task (index 1), the last messages and the
-latest state of edited files (see :func:`default_protected`).
+Never changed: the system prompt (index 0) and the task (index 1). Never elided or folded:
+the last messages and the latest state of edited files (see :func:`default_protected`);
+only step 4 may cut the middle of one of them, when nothing else is left.
 
 KV-cache trade-off. Servers reuse the cached prompt up to the first byte that differs from
 the previous request. Eliding the *oldest* outputs first keeps the system prompt, the task
@@ -33,8 +36,9 @@ from __future__ import annotations
 import json
 import math
 import posixpath
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from agentls.agent.prompts import REPEATED_CALL
 from agentls.llm.types import Message, ToolCall, ToolSpec
@@ -51,6 +55,10 @@ __all__ = [
 
 # Every full elision starts with this; it is how an already elided message is recognised.
 ELIDED_PREFIX = "[elided to save context"
+# A run of elided exchanges folded into one says how many results it stands for.
+_COLLAPSED = re.compile(re.escape(ELIDED_PREFIX) + r": results of (\d+) earlier tool calls")
+# The marker a middle cut leaves: "[... 12 lines (345 characters) elided to save context".
+_CUT = re.compile(r"\n\[\.\.\. (\d+) lines \(\d+ characters\) elided to save context")
 # The tail of a shortened assistant text or user note.
 _SHORTENED_SUFFIX = "characters elided to save context]"
 # Chat templates wrap each message in role markers; a rough allowance per message and call.
@@ -247,7 +255,11 @@ def _is_elided(message: Message) -> bool:
 
 
 def _count_lines(text: str) -> int:
-    return text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    """Lines of a tool output; a middle cut by step 4 counts the lines it removed."""
+    lines = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    for match in _CUT.finditer(text):
+        lines += int(match.group(1)) - 1  # the marker's own line replaces what was cut
+    return lines
 
 
 def _elision_marker(message: Message, call: ToolCall | None) -> str:
@@ -295,7 +307,7 @@ def _truncate_middle(text: str, remove: int) -> str:
     if tail_start <= head_end:
         return text
     removed = text[head_end:tail_start]
-    lines = removed.count("\n")
+    lines = max(removed.count("\n") - 1, 0)  # the cut starts and ends at a line break
     marker = (
         f"\n[... {lines} lines ({len(removed)} characters) elided to save context; "
         "read with offset/limit to see them ...]\n"
@@ -305,17 +317,90 @@ def _truncate_middle(text: str, remove: int) -> str:
 
 @dataclass
 class _Fitter:
-    """The working state of one :func:`fit_to_context` call."""
+    """The working state of one :func:`fit_to_context` call, indexed like the input."""
 
     messages: list[Message]
     sizes: list[int]
     total: int
+    dropped: set[int] = field(default_factory=set)
 
     def set(self, index: int, content: str) -> None:
         self.messages[index] = replace(self.messages[index], content=content)
         size = message_chars(self.messages[index])
         self.total += size - self.sizes[index]
         self.sizes[index] = size
+
+    def drop(self, index: int) -> None:
+        self.dropped.add(index)
+        self.total -= self.sizes[index]
+        self.sizes[index] = 0
+
+    def result(self) -> list[Message]:
+        return [m for i, m in enumerate(self.messages) if i not in self.dropped]
+
+
+def _collapsed_count(message: Message) -> int:
+    """How many tool results a (possibly collapsed) elided tool message stands for."""
+    match = _COLLAPSED.match(message.content)
+    return int(match.group(1)) if match else 1
+
+
+def _collapsible_runs(
+    messages: Sequence[Message], is_protected: Callable[[int, Message], bool]
+) -> list[list[tuple[int, int]]]:
+    """Runs of two or more adjacent exchanges whose results are all elided, oldest first.
+
+    An exchange is an assistant message with tool calls and the tool messages that answer
+    it, as ``(start, end)`` indices; it qualifies when nothing in it is protected and every
+    one of its calls has an elided result.
+    """
+    runs: list[list[tuple[int, int]]] = []
+    run: list[tuple[int, int]] = []
+    index = 2
+    while index < len(messages):
+        end = index + 1
+        message = messages[index]
+        if message.role == "assistant" and message.tool_calls:
+            while end < len(messages) and messages[end].role == "tool":
+                end += 1
+        results = messages[index + 1 : end]
+        ok = (
+            bool(results)
+            and len(results) == len(message.tool_calls)
+            and all(_is_elided(m) for m in results)
+            and not any(is_protected(i, messages[i]) for i in range(index, end))
+        )
+        if ok:
+            run.append((index, end))
+        else:
+            if len(run) > 1:
+                runs.append(run)
+            run = []
+        index = end
+    if len(run) > 1:
+        runs.append(run)
+    return runs
+
+
+def _collapse(fit: _Fitter, run: list[tuple[int, int]]) -> None:
+    """Fold a run of elided exchanges into its first one, whose first result says how many.
+
+    The first exchange stays whole (its assistant message keeps its tool calls and every
+    call keeps a result), so the wire format and the user/assistant alternation hold.
+    """
+    first_start, first_end = run[0]
+    count = sum(
+        _collapsed_count(fit.messages[i]) for start, end in run for i in range(start + 1, end)
+    )
+    count -= sum(_collapsed_count(fit.messages[i]) for i in range(first_start + 2, first_end))
+    fit.set(
+        first_start + 1,
+        f"{ELIDED_PREFIX}: results of {count} earlier tool calls, this one included; "
+        "call the tools again if you need them]",
+    )
+    for start, end in run[1:]:
+        for i in range(start, end):
+            fit.drop(i)
 
 
 def fit_to_context(
@@ -329,13 +414,20 @@ def fit_to_context(
 ) -> tuple[list[Message], int]:
     """Return the messages to send, within ``budget_tokens``, and how many tool outputs changed.
 
-    Under the budget the messages come back unchanged. Over it: old tool outputs are elided
-    oldest first down to ``target_fill`` of the budget (so the next turns append without
-    another elision); then older assistant texts and user notes are shortened; as the last
-    resort the middle of the largest remaining tool output is cut. ``protected`` (default:
-    :func:`default_protected` of ``messages``) says what steps 1 and 2 leave alone; indices 0
-    and 1 (system prompt and task) are never changed. The count is of tool messages elided
-    or cut by this call; messages elided by an earlier call are not counted again.
+    Under the budget the messages come back unchanged. Over it, in order:
+
+    1. unprotected tool outputs are elided, oldest first, down to ``target_fill`` of the
+       budget (so that the next turns append without another elision);
+    2. older assistant texts and user notes after the task are shortened;
+    3. runs of adjacent exchanges whose results are all elided are folded into one
+       exchange, oldest run first, down to ``target_fill`` (in a long session the markers
+       themselves would otherwise fill a small context);
+    4. as the last resort, the middle of the largest remaining tool output is cut.
+
+    ``protected`` (default: :func:`default_protected` of ``messages``) says what steps 1-3
+    leave alone; indices 0 and 1 (system prompt and task) are never changed. The count is of
+    tool messages elided or cut by this call; messages elided by an earlier call are not
+    counted again.
 
     If the system prompt and task alone exceed the budget, the messages come back as they
     are. The result can still be over budget when protected non-tool content is too large,
@@ -353,9 +445,9 @@ def fit_to_context(
     calls = _calls_of_tool_messages(messages)
     fit = _Fitter(list(messages), sizes, total)
     changed: set[int] = set()
+    target = limit * target_fill
 
     # 1. Elide unprotected tool outputs, oldest first, down to the low-water mark.
-    target = limit * target_fill
     for index in range(2, len(messages)):
         if fit.total <= target:
             break
@@ -380,7 +472,14 @@ def fit_to_context(
         ):
             fit.set(index, _shorten(message.content))
 
-    # 3. Cut the middle of the largest remaining tool output until it fits.
+    # 3. Fold runs of elided exchanges, oldest first, down to the low-water mark.
+    if fit.total > limit:
+        for run in _collapsible_runs(fit.messages, is_protected):
+            if fit.total <= target:
+                break
+            _collapse(fit, run)
+
+    # 4. Cut the middle of the largest remaining tool output until it fits.
     spent: set[int] = set()  # outputs that cannot get any shorter
     while fit.total > limit:
         candidates = [
@@ -388,6 +487,7 @@ def fit_to_context(
             for index, m in enumerate(fit.messages)
             if index >= 2
             and index not in spent
+            and index not in fit.dropped
             and m.role == "tool"
             and not _is_elided(m)
             and len(m.content) > MIN_TRUNCATED_KEEP_CHARS
@@ -405,4 +505,4 @@ def fit_to_context(
         fit.set(index, after)
         changed.add(index)
 
-    return fit.messages, len(changed)
+    return fit.result(), len(changed)
