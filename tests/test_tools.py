@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentls.agent.tools import ToolRegistry, ToolResult, build_tools
+from agentls.agent.tools import READ_MAX_CHARS, ToolRegistry, ToolResult, build_tools
 from agentls.agent.workspace import Workspace
 from agentls.llm.types import ToolCall
 
@@ -53,6 +53,19 @@ def test_specs_are_small_and_byte_identical(tmp_path: Path) -> None:
     assert len(first) < 1800
     edit = next(s for s in build_tools(Workspace(tmp_path)).specs() if s.name == "edit")
     assert edit.parameters["required"] == ["path", "old_text", "new_text"]
+
+
+async def test_read_of_long_lines_stops_at_a_character_cap(tmp_path: Path) -> None:
+    (tmp_path / "wide.txt").write_text("".join(f"{k:04d}" + "x" * 996 + "\n" for k in range(100)))
+    registry = build_tools(Workspace(tmp_path, max_read_lines=400))
+    result = await call(registry, "read", path="wide.txt")
+    assert result.ok
+    assert len(result.output) <= READ_MAX_CHARS + 100
+    shown = result.output.count("\n")
+    assert 10 < shown < 100
+    assert result.output.endswith(
+        f"[lines 1-{shown} of 100; read with offset={shown + 1} to continue]"
+    )
 
 
 async def test_read_numbers_lines(tools: ToolRegistry) -> None:

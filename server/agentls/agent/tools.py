@@ -31,6 +31,9 @@ GREP_MAX_MATCHES = 100
 FIND_MAX_FILES = 200
 LS_MAX_ENTRIES = 500
 MAX_LINE_CHARS = 2000  # a minified line would otherwise eat the context
+# One read returns at most this much text (as much as goes inline into the first message),
+# so 400 long lines cannot fill the context in one call; the hint says where to go on.
+READ_MAX_CHARS = 24_000
 GREP_LINE_CHARS = 300
 EDIT_CONTEXT_LINES = 2
 EDIT_SHOW_MAX_LINES = 40
@@ -174,7 +177,15 @@ class _Actions:
         limit = self.ws.max_read_lines if not args.limit else max(1, args.limit)
         limit = min(limit, self.ws.max_read_lines)
         end = min(total, start + limit - 1)
-        shown = [_clip(line, MAX_LINE_CHARS) for line in lines[start - 1 : end]]
+        shown: list[str] = []
+        size = 0
+        for line in lines[start - 1 : end]:
+            clipped = _clip(line, MAX_LINE_CHARS)
+            size += len(clipped) + 7  # the line number, separator and line break
+            if shown and size > READ_MAX_CHARS:
+                break
+            shown.append(clipped)
+        end = start + len(shown) - 1
         out = number_lines(shown, start)
         if end < total:
             out += f"\n[lines {start}-{end} of {total}; read with offset={end + 1} to continue]"
