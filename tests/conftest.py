@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from real_model import real_model  # noqa: F401  (session fixture: llama-server, Gemma 3 270M)
 from scripted_model import ScriptedModelServer
 
 
