@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
+from agentls.agent.context import TokenEstimator, fit_to_context, reply_reserve, tool_schema_chars
 from agentls.agent.prompts import REPEATED_CALL, SYSTEM_PROMPT, turns_left_warning
 from agentls.agent.stats import Stats
 from agentls.agent.toolmode import (
@@ -35,7 +36,7 @@ from agentls.llm.types import (
     ToolsUnsupported,
 )
 from agentls.settings import Settings
-from agentls.tasks.base import ProgressSink
+from agentls.tasks.base import ProgressSink, TaskError
 
 # Tools that change the staged view; a repeat of any call after one of these is not a repeat.
 MUTATING_TOOLS = frozenset({"edit", "write"})
@@ -103,6 +104,11 @@ async def run_loop(
     result_text = ""
     finished = False
 
+    estimator = TokenEstimator()
+    budget = settings.context_length - min(
+        settings.max_output_tokens, reply_reserve(settings.context_length)
+    )
+
     for turn in range(1, settings.max_turns + 1):
         prog.turn = turn
         turns_left = settings.max_turns - turn + 1
@@ -114,7 +120,22 @@ async def run_loop(
             tps = ev.completion_tokens / ev.elapsed if ev.elapsed > 0 else None
             prog.say(f"model writing ({ev.completion_tokens} tokens)", tps)
 
+        # The fitted list becomes the history, so elisions stick and the cached prefix stays
+        # byte-identical from one turn to the next.
+        overhead = caller.schema_chars()
+        messages, elided = fit_to_context(
+            messages, budget, estimator, fixed_overhead_chars=overhead
+        )
+        if elided:
+            log(f"elided {elided} old tool output(s) to stay within the context")
+        needed = estimator.estimate(messages, overhead)
+        if needed > budget:
+            raise TaskError(
+                f"The request needs about {needed} tokens but agent.contextLength leaves "
+                f"{budget} for the prompt. Raise agent.contextLength, or select less code."
+            )
         response, calls = await caller.call(messages, on_event)
+        estimator.calibrate(messages, caller.schema_chars(), response.usage.prompt_tokens)
         stats.model = backend.model
         stats.add(response.usage)
         fill = response.usage.prompt_tokens / settings.context_length
@@ -190,6 +211,11 @@ class _ModelCaller:
     async def start(self) -> None:
         """Decide the mode (may ask the server once per model and process)."""
         self.mode = await resolve_mode(self.backend, self.settings)
+
+    def schema_chars(self) -> int:
+        """Characters the tool schemas add to every request (none in constrained mode, where
+        the tool list is part of the system prompt)."""
+        return tool_schema_chars(self.specs) if self.mode == "native" else 0
 
     def system_prompt(self) -> str:
         """The fixed prefix's text for the current mode."""
