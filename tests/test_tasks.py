@@ -215,8 +215,11 @@ async def test_turn_cap_warns_the_model_and_the_user(
     await ctx.backend.aclose()
 
     assert len(scripted_model.requests) == 4
-    last_user = [m for m in scripted_model.requests[3]["messages"] if m["role"] == "user"][-1]
-    assert "2 model turn(s) left" in last_user["content"]
+    # The note rides on the newest tool result, the last message the model sees.
+    last = scripted_model.requests[2]["messages"][-1]
+    assert last["role"] == "tool" and last["content"].endswith(
+        "2 model turn(s) left. Make your last needed change now, then call finish with a summary."
+    )
     assert any("used all 4 turns" in w for w in progress.warnings)
     assert result.summary.startswith("No change")
 

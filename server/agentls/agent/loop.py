@@ -113,7 +113,13 @@ async def run_loop(
         prog.turn = turn
         turns_left = settings.max_turns - turn + 1
         if turns_left == 2 and settings.max_turns > 2:
-            messages.append(Message("user", turns_left_warning(turns_left)))
+            note = turns_left_warning(turns_left)
+            if messages[-1].role == "tool":
+                # Riding on the newest tool result saves a turn's template markers; that
+                # message has not been sent yet, so the cached prefix is untouched.
+                messages[-1].content += "\n\n" + note
+            else:
+                messages.append(Message("user", note))
         prog.say("waiting for the model")
 
         def on_event(ev: StreamEvent) -> None:

@@ -106,11 +106,19 @@ def render_constrained(messages: list[Message]) -> list[Message]:
     out: list[Message] = []
     for msg in messages:
         if msg.role == "assistant" and msg.tool_calls:
-            calls = [{"tool": c.name, "arguments": c.arguments} for c in msg.tool_calls]
-            text = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
-            out.append(Message("assistant", text))
+            out.append(Message("assistant", _as_written(msg)))
         elif msg.role == "tool":
             out.append(Message("user", f"Result of {msg.name}:\n{msg.content}"))
         else:
             out.append(msg)
     return out
+
+
+def _as_written(msg: Message) -> str:
+    """The reply exactly as the model wrote it when it holds the same call, else the call as
+    JSON: re-serialising would change the tokens and cost the KV cache the whole reply."""
+    calls = [{"tool": c.name, "arguments": c.arguments} for c in msg.tool_calls]
+    value = parse_json_lenient(msg.content)
+    if value == calls[0] and len(calls) == 1:
+        return msg.content
+    return json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
