@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from lsp_support import call, closed_port
 from scripted_model import Reply, ScriptedModelServer
 
 SOURCE = "def add(a, b):\n    return a + b\n"
@@ -29,16 +28,6 @@ def agentls(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedP
 
 def backend_args(server: ScriptedModelServer) -> list[str]:
     return ["--backend", "ollama", "--base-url", server.url, "--model", "gemma4:12b-it-qat"]
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def call(name: str, **arguments: Any) -> Reply:
-    return Reply(tool_calls=[{"name": name, "arguments": arguments}])
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from agentls.tasks.base import DocumentSnapshot, TaskContext, TaskRequest, TextR
 from agentls.tasks.explain import run_explain
 from agentls.tasks.refactor import run_refactor
 from agentls.tasks.tests import run_generate_tests
+from lsp_support import call
 from scripted_model import Reply, ScriptedModelServer
 
 SOURCE = """\
@@ -63,10 +64,6 @@ def make_ctx(
         backend=make_backend(settings),
         progress=progress or Recorder(),
     )
-
-
-def call(name: str, **arguments: Any) -> Reply:
-    return Reply(tool_calls=[{"name": name, "arguments": arguments}])
 
 
 def tool_messages(request: dict[str, Any]) -> list[str]:
