@@ -112,6 +112,17 @@ def describe_failure(exc: BaseException) -> RunFailure:
     return RunFailure(f"Internal error: {type(exc).__name__}: {exc}", "See the agentls log.")
 
 
+def client_supports_annotations(ls: LanguageServer) -> bool:
+    """Whether the client understands change annotations (workspaceEdit.changeAnnotationSupport).
+
+    Only such clients get annotated edits: to the others an ``AnnotatedTextEdit`` is an edit
+    pointing at an annotation they never heard of, which some refuse.
+    """
+    workspace = ls.client_capabilities.workspace
+    workspace_edit = workspace.workspace_edit if workspace else None
+    return bool(workspace_edit and workspace_edit.change_annotation_support is not None)
+
+
 class AgentRunner:
     """Runs tasks for the server and remembers the last run's stats for agent/status."""
 
@@ -152,7 +163,12 @@ class AgentRunner:
             if isinstance(result, EditResult):
                 # result.warnings were already shown: the loop sends them through the sink.
                 # Rebased onto what the user typed meanwhile; overlap raises EditConflict.
-                edit = to_workspace_edit(result.changes, current=documents)
+                # Annotated edits need confirmation: VS Code shows its refactor preview.
+                edit = to_workspace_edit(
+                    result.changes,
+                    current=documents,
+                    annotate=client_supports_annotations(self._ls),
+                )
             end_message = "Done"
             return RunOutcome(kind=kind, result=result, edit=edit)
         except asyncio.CancelledError:
