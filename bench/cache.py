@@ -33,11 +33,11 @@ import httpx
 from agentls.demo import DemoModelServer
 from agentls.llm._http import make_timeout
 from agentls.llm.openai import OpenAIBackend
-from agentls.llm.types import ChatRequest, ChatResponse, ModelInfo, StreamCallback
 from agentls.settings import Settings
 from agentls.tasks.base import TaskContext, TaskRequest
 from agentls.tasks.explain import run_explain
 from agentls.tasks.refactor import run_refactor
+from recording import RecordingBackend
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "examples" / "inventory.py"
@@ -99,36 +99,6 @@ class TimingsTap(httpx.AsyncBaseTransport):
             assert isinstance(response.stream, httpx.AsyncByteStream)
             response.stream = _TappedStream(response.stream, exchange)
         return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class RecordingBackend:
-    """The real OpenAI backend, keeping each call's Usage as the agent saw it."""
-
-    def __init__(self, inner: OpenAIBackend) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.base_url = inner.base_url
-        self.responses: list[ChatResponse] = []
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    async def resolve_model(self) -> str:
-        return await self.inner.resolve_model()
-
-    async def chat(
-        self, request: ChatRequest, on_event: StreamCallback | None = None
-    ) -> ChatResponse:
-        response = await self.inner.chat(request, on_event)
-        self.responses.append(response)
-        return response
-
-    async def model_info(self) -> ModelInfo:
-        return await self.inner.model_info()
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -233,7 +203,7 @@ async def run_bench(
                 finally:
                     await http.aclose()
                 for turn, (exchange, response) in enumerate(
-                    zip(tap.exchanges, backend.responses, strict=True), start=1
+                    zip(tap.exchanges, [c.response for c in backend.calls], strict=True), start=1
                 ):
                     timings = exchange.timings
                     verbatim: bool | None = None

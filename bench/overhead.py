@@ -30,46 +30,15 @@ from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
 from agentls.llm.factory import make_backend
-from agentls.llm.types import ChatBackend, ChatRequest, ChatResponse, ModelInfo, StreamCallback
 from agentls.settings import Settings
 from agentls.tasks.base import TaskContext, TaskRequest
 from agentls.tasks.explain import run_explain
 from agentls.tasks.refactor import run_refactor
+from recording import RecordingBackend
 
 HERE = Path(__file__).resolve().parent
 MODEL = "gemma4:12b-it-qat"
 MODULE = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(12))
-
-
-class TimedBackend:
-    """Wraps a real backend and records when each model call starts and how long it takes."""
-
-    def __init__(self, inner: ChatBackend) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.base_url = inner.base_url
-        self.calls: list[tuple[float, float]] = []  # (start, duration)
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    async def resolve_model(self) -> str:
-        return await self.inner.resolve_model()
-
-    async def chat(
-        self, request: ChatRequest, on_event: StreamCallback | None = None
-    ) -> ChatResponse:
-        start = time.perf_counter()
-        response = await self.inner.chat(request, on_event)
-        self.calls.append((start, time.perf_counter() - start))
-        return response
-
-    async def model_info(self) -> ModelInfo:
-        return await self.inner.model_info()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @dataclass
@@ -118,13 +87,13 @@ async def bench_turns(root: Path, turns: int) -> list[Series]:
     harness: list[float] = []
     try:
         while len(totals) < turns:
-            backend = TimedBackend(make_backend(settings))
+            backend = RecordingBackend(make_backend(settings))
             ctx = TaskContext(root=root, settings=settings, backend=backend)
             await run_refactor(ctx, TaskRequest(root / "mod.py"))
             end = time.perf_counter()
             await backend.aclose()
-            starts = [s for s, _ in backend.calls] + [end]
-            for i, (s, d) in enumerate(backend.calls):
+            starts = [c.start for c in backend.calls] + [end]
+            for i, (s, d) in enumerate((c.start, c.duration) for c in backend.calls):
                 wall = starts[i + 1] - s
                 totals.append(wall * 1000)
                 model.append(d * 1000)
