@@ -17,6 +17,30 @@ from pydantic.alias_generators import to_camel
 Backend = Literal["ollama", "openai"]
 ToolMode = Literal["native", "constrained", "auto"]
 
+# Files the tools never read, list, search or write (gitignore syntax, '!' re-includes). Keys,
+# tokens and git internals: what a prompt-injected model would go for first.
+DEFAULT_SECRET_FILES: tuple[str, ...] = (
+    ".env*",
+    "!.env.example",
+    "!.env.sample",
+    "!.env.template",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".ssh/",
+    ".aws/",
+    ".git",
+    ".git-credentials",
+    ".netrc",
+    ".npmrc",
+    ".pypirc",
+)
+
 DEFAULT_URLS: dict[str, str] = {
     "ollama": "http://localhost:11434",
     "openai": "http://localhost:1234/v1",
@@ -56,6 +80,22 @@ class Settings(BaseModel):
     context_warning: float = Field(
         0.85, gt=0, le=1, description="Warn when a prompt fills this share of the context."
     )
+    secret_files: tuple[str, ...] = Field(
+        DEFAULT_SECRET_FILES,
+        description="Globs (gitignore syntax) of files the tools refuse; [] disables.",
+    )
+    test_command: str = Field(
+        "auto",
+        description="Command that verifies refactors and generated tests; 'auto' detects "
+        "it (pytest, npm test, go test, cargo test), '' turns verification off.",
+    )
+    repair_turns: int = Field(
+        2, ge=0, le=10, description="Times failing test output goes back to the model."
+    )
+    trusted_workspace: bool = Field(
+        True,
+        description="False: no bash tool and no test runs. Any source saying false wins.",
+    )
 
     def resolved_base_url(self) -> str:
         """The base URL to use, falling back to the backend's conventional address."""
@@ -81,6 +121,7 @@ def load_settings(*sources: Mapping[str, Any] | None) -> tuple[Settings, list[st
     """
     merged: dict[str, Any] = {}
     warnings: list[str] = []
+    distrusted = False
     for source in sources:
         if not source:
             continue
@@ -98,6 +139,10 @@ def load_settings(*sources: Mapping[str, Any] | None) -> tuple[Settings, list[st
                 continue
             if value is None and _default_of(name) is not None:
                 continue  # editors send null for "not set"
+            if name == "trusted_workspace" and value in (False, "false"):
+                # Trust only narrows: a workspace's own settings must not undo the editor's
+                # "untrusted", so any source saying false wins over later ones saying true.
+                distrusted = True
             merged[name] = value
 
     values: dict[str, Any] = {}
@@ -113,4 +158,6 @@ def load_settings(*sources: Mapping[str, Any] | None) -> tuple[Settings, list[st
             )
             continue
         values[name] = value
+    if distrusted:
+        values["trusted_workspace"] = False
     return Settings.model_validate(values), warnings
