@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+import unicodedata
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -17,6 +19,7 @@ from typing import Protocol
 import pathspec
 
 from agentls.edits import FileChange, read_disk_text
+from agentls.settings import DEFAULT_SECRET_FILES
 
 
 class ToolError(Exception):
@@ -47,6 +50,45 @@ GREP_MAX_FILE_BYTES = 2_000_000
 
 def _no_documents(_path: Path) -> Snapshot | None:
     return None
+
+
+# Characters that read as '/', '\\' or '.' to a person or to a lenient decoder further down
+# the line, and that NFKC normalisation does not already fold.
+_LOOKALIKES = str.maketrans(
+    {
+        "\u2215": "/",  # division slash
+        "\u2044": "/",  # fraction slash
+        "\u29f8": "/",  # big solidus
+        "\u2216": "\\",  # set minus
+        "\u29f9": "\\",  # big reverse solidus
+    }
+)
+
+
+def _readings(text: str) -> Iterator[str]:
+    """``text`` as successively more lenient consumers could read it.
+
+    A path is only accepted when every reading stays inside the root, so an encoded
+    ``..`` cannot slip past this check and be decoded by something else later (a URL
+    parser, a Windows tool, a shell expanding ``$HOME``, a font rendering look-alikes).
+    """
+    yield text
+    for _ in range(3):  # %252e%252e is %2e%2e is ..
+        decoded = urllib.parse.unquote(text)
+        if decoded == text:
+            break
+        text = decoded
+        yield text
+    text = unicodedata.normalize("NFKC", text).translate(_LOOKALIKES)
+    yield text
+    text = text.replace("\\", "/")
+    yield text
+    yield os.path.expandvars(text)
+
+
+def _secret_spec(patterns: Iterable[str]) -> pathspec.GitIgnoreSpec | None:
+    lines = [p.strip() for p in patterns if p.strip()]
+    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
 
 
 @dataclass(frozen=True)
@@ -167,6 +209,7 @@ class Workspace:
         documents: DocumentProvider = _no_documents,
         *,
         max_read_lines: int = 400,
+        secret_files: Iterable[str] = DEFAULT_SECRET_FILES,
     ) -> None:
         # Keep the root as given (absolute, normalised) rather than resolved: editor URIs
         # name files through it, and a resolved path would not match them.
@@ -177,24 +220,69 @@ class Workspace:
         self._staged: dict[Path, str] = {}
         self._originals: dict[Path, _Original] = {}
         self._ignore = _IgnoreRules(self.root)
+        self._secrets = _secret_spec(secret_files)
 
     # -- paths ---------------------------------------------------------------------------
 
     def resolve(self, path: str | Path) -> Path:
         """An absolute path for ``path`` (relative paths start at the root).
 
-        Raises :class:`ToolError` when the path, after ``..``, ``~`` and symlinks are
-        resolved, leaves the workspace.
+        Raises :class:`ToolError` when the path leaves the workspace (after ``..``, ``~``,
+        symlinks, and under any decoding in :func:`_readings`: ``%2e%2e``, ``..\\``,
+        ``$HOME``, look-alike slashes), contains a NUL byte, or names a secret file.
+        ``file://`` URIs are accepted as paths.
         """
         raw = str(path).strip()
-        candidate = Path(raw).expanduser() if raw.startswith("~") else Path(raw)
+        text = raw
+        if text.lower().startswith("file:"):
+            # A model may echo an editor URI; its path part is the path (decoded once).
+            text = urllib.parse.unquote(urllib.parse.urlsplit(text).path)
+        # An absolute path inside the root is judged by its part below the root, so a root
+        # that itself contains '%' or '$' (my%20project) does not trip the decoding checks.
+        for prefix in {str(self.root), str(self._real_root)}:
+            if text == prefix or text.startswith(prefix + "/"):
+                text = text[len(prefix) :].lstrip("/") or "."
+                break
+        for reading in _readings(text):
+            if "\x00" in reading:
+                raise ToolError(f"path {raw!r} contains a NUL byte; use a plain relative path")
+            if reading != text or reading.startswith("~"):
+                self._confine(raw, reading)
+        full = self._confine(raw, text)
+        self._refuse_secret(full)
+        return full
+
+    def _confine(self, raw: str, text: str) -> Path:
+        """``text`` as a path under the root; ToolError if it, or its real path, leaves it."""
+        candidate = Path(text).expanduser() if text.startswith("~") else Path(text)
         full = Path(os.path.normpath(self.root / candidate))
         real = full.resolve()
         if not (full.is_relative_to(self.root) and real.is_relative_to(self._real_root)):
+            shown = "" if text == raw else f" (read as '{text}')"
             raise ToolError(
-                f"path '{raw}' is outside the workspace; use a path relative to the workspace root"
+                f"path '{raw}'{shown} is outside the workspace; "
+                "use a path relative to the workspace root"
             )
         return full
+
+    def is_secret(self, full: Path) -> bool:
+        """Whether ``full`` (inside the root), or the file it links to, is a secret file."""
+        if self._secrets is None or full == self.root:
+            return False
+        for path, root in ((full, self.root), (full.resolve(), self._real_root)):
+            if path == root or not path.is_relative_to(root):
+                continue
+            rel = path.relative_to(root).as_posix()
+            if self._secrets.match_file(rel) or self._secrets.match_file(rel + "/"):
+                return True
+        return False
+
+    def _refuse_secret(self, full: Path) -> None:
+        if self.is_secret(full):
+            raise ToolError(
+                f"'{self.rel(full)}' is a secret file; agentls does not read or write it "
+                "(agent.secretFiles)"
+            )
 
     def rel(self, path: Path) -> str:
         """The path relative to the root, with forward slashes ('.' for the root)."""
@@ -288,9 +376,11 @@ class Workspace:
     # -- listing and searching -------------------------------------------------------------
 
     def _visible(self, path: Path, is_dir: bool) -> bool:
+        # Secret files are left out of listings and searches altogether: a name the model
+        # cannot open only tempts it into wasted turns, and grep must never show their lines.
         if path.is_symlink() and not path.resolve().is_relative_to(self._real_root):
             return False
-        return not self._ignore.ignored(path, is_dir)
+        return not (self._ignore.ignored(path, is_dir) or self.is_secret(path))
 
     def list_dir(self, path: str | Path = ".") -> list[str]:
         """Names in a directory, sorted, directories with a trailing '/'.

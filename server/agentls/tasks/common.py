@@ -35,7 +35,12 @@ def selection_lines(rng: TextRange | None) -> tuple[int, int] | None:
 
 def prepare(ctx: TaskContext, req: TaskRequest) -> PreparedTask:
     """Check the request's file is in the workspace and readable; build the staged view."""
-    workspace = Workspace(ctx.root, ctx.documents, max_read_lines=ctx.settings.max_read_lines)
+    workspace = Workspace(
+        ctx.root,
+        ctx.documents,
+        max_read_lines=ctx.settings.max_read_lines,
+        secret_files=ctx.settings.secret_files,
+    )
     try:
         path = workspace.resolve(str(req.path))
         text = workspace.read_text(path)
