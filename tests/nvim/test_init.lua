@@ -1,0 +1,165 @@
+-- Headless Neovim driver for tests/test_neovim.py: loads editors/nvim/agentls.lua exactly as
+-- docs/neovim.md tells users to, then does what a user does. Exit 0 = pass; on failure
+-- everything seen (messages, progress, the error) is in $AGENTLS_NVIM_LOG.
+--
+-- Environment: AGENTLS_NVIM_DIR (editors/nvim), AGENTLS_PYTHON, AGENTLS_MODEL_URL,
+-- AGENTLS_NVIM_LOG, AGENTLS_STREAMING_FLAG.
+
+local log_path = assert(os.getenv("AGENTLS_NVIM_LOG"), "AGENTLS_NVIM_LOG not set")
+local function log(...)
+  local parts = {}
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    parts[#parts + 1] = type(v) == "string" and v or vim.inspect(v)
+  end
+  local f = assert(io.open(log_path, "a"))
+  f:write(table.concat(parts, " "), "\n")
+  f:close()
+end
+
+package.path = os.getenv("AGENTLS_NVIM_DIR") .. "/?.lua;" .. package.path
+local agentls = require("agentls")
+
+-- The user's configuration, as in docs/neovim.md.
+agentls.setup({
+  cmd = { os.getenv("AGENTLS_PYTHON"), "-m", "agentls" },
+  settings = {
+    backend = "ollama",
+    baseUrl = os.getenv("AGENTLS_MODEL_URL"),
+    model = "gemma4:12b-it-qat",
+  },
+})
+
+-- Record what the user would see.
+vim.notify = function(msg, level)
+  log("notify", level or "", msg)
+end
+local show_message = vim.lsp.handlers["window/showMessage"]
+vim.lsp.handlers["window/showMessage"] = function(err, result, ctx, config)
+  log("showMessage", result.type, result.message)
+  return show_message(err, result, ctx, config)
+end
+
+-- Progress as a statusline would read it: title -> { begun, reports, done, message }.
+local progress = {}
+vim.api.nvim_create_autocmd("User", {
+  pattern = "LspProgressUpdate",
+  callback = function()
+    for _, client in ipairs(vim.lsp.get_active_clients()) do
+      for _, p in pairs(client.messages.progress) do
+        if p.title then
+          local seen = progress[p.title] or { reports = 0 }
+          progress[p.title] = seen
+          if not seen.begun then
+            log("progress begin", p.title, p.message or "")
+          end
+          seen.begun = true
+          seen.reports = seen.reports + 1
+          if p.done and not seen.done then
+            log("progress end", p.title, p.message or "")
+          end
+          seen.done = p.done
+          seen.message = p.message
+        end
+      end
+    end
+    local line = agentls.progress()
+    if line then
+      log("statusline", line)
+    end
+  end,
+})
+
+local function wait(ms, cond, what)
+  if not vim.wait(ms, cond, 20) then
+    error("timed out after " .. ms .. " ms waiting for " .. what, 2)
+  end
+end
+
+local function buffer_text(bufnr)
+  return table.concat(vim.api.nvim_buf_get_lines(bufnr, 0, -1, false), "\n")
+end
+
+local function run()
+  local bufnr = vim.api.nvim_get_current_buf()
+  log("file", vim.api.nvim_buf_get_name(bufnr), "filetype", vim.bo[bufnr].filetype)
+  local client
+  wait(15000, function()
+    client = vim.lsp.get_active_clients({ name = "agentls" })[1]
+    return client ~= nil and client.initialized and vim.lsp.buf_is_attached(bufnr, client.id)
+  end, "the agentls client to start and attach")
+  log("attached", client.name, "root", client.config.root_dir)
+
+  -- 1. The light bulb path: vim.lsp.buf.code_action(), pick "Agent: Refactor".
+  local offered = {}
+  vim.ui.select = function(items, opts, on_choice)
+    for i, item in ipairs(items) do
+      local title = opts.format_item and opts.format_item(item) or tostring(item)
+      offered[#offered + 1] = title
+      if title == "Agent: Refactor" then
+        log("code actions offered", offered, "choosing", title)
+        return on_choice(item, i)
+      end
+    end
+    log("code actions offered", offered)
+    on_choice(nil, nil)
+  end
+  local before = buffer_text(bufnr)
+  vim.lsp.buf.code_action()
+  wait(30000, function()
+    return buffer_text(bufnr) ~= before
+  end, "the refactor chosen from the code actions to change the buffer")
+  wait(10000, function()
+    return progress["Agent: Refactor"] and progress["Agent: Refactor"].done
+  end, "the refactor's progress to end")
+  vim.cmd("write")
+  log("refactor applied and written")
+
+  -- 2. A user command: :AgentTests writes a new tests/test_calc.py (CreateFile + edit).
+  vim.cmd("AgentTests")
+  wait(30000, function()
+    return agentls.finished >= 1
+  end, ":AgentTests to finish")
+  local last = agentls.last
+  log("AgentTests result", last)
+  if last.err or not (last.result and last.result.applied) then
+    error(":AgentTests did not apply its edit: " .. vim.inspect(last))
+  end
+  vim.cmd("wall")
+  log("tests written")
+
+  -- 3. Cancel: a range explain whose model never finishes, then :AgentCancel.
+  vim.cmd("1,2AgentExplain")
+  wait(15000, function()
+    return progress["Agent: Explain"] and progress["Agent: Explain"].begun
+  end, "the explain's progress to begin")
+  -- The pytest touches this file once the model server holds the explain's stream open.
+  local streaming = os.getenv("AGENTLS_STREAMING_FLAG")
+  wait(15000, function()
+    return vim.loop.fs_stat(streaming) ~= nil
+  end, "the model server to receive the explain (" .. streaming .. ")")
+  vim.cmd("AgentCancel")
+  local cancelled = agentls.last and agentls.last.cancelled and agentls.last.kind == "explain"
+  wait(15000, function()
+    return progress["Agent: Explain"].done
+  end, "the server to end the cancelled explain's progress")
+  log("explain progress ended with", progress["Agent: Explain"].message, "cancelled", cancelled)
+  if progress["Agent: Explain"].message ~= "Cancelled" or not cancelled then
+    error("the explain was not cancelled")
+  end
+  log("PASS")
+end
+
+vim.api.nvim_create_autocmd("VimEnter", {
+  callback = function()
+    vim.schedule(function()
+      local ok, err = pcall(run)
+      if ok then
+        vim.cmd("qall!")
+      else
+        log("FAIL", debug.traceback(tostring(err)))
+        vim.cmd("cquit 1")
+      end
+    end)
+  end,
+})
