@@ -96,6 +96,13 @@ class Settings(BaseModel):
         True,
         description="False: no bash tool and no test runs. Any source saying false wins.",
     )
+    skills_budget: int = Field(
+        600,
+        ge=0,
+        le=8000,
+        description="Tokens of skill guidance a request may carry (after the fixed prefix); "
+        "0 turns skills off.",
+    )
 
     def resolved_base_url(self) -> str:
         """The base URL to use, falling back to the backend's conventional address."""
