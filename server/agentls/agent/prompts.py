@@ -76,11 +76,19 @@ def render_file(ex: FileExcerpt) -> str:
     return block
 
 
-def task_message(task_text: str, file_block: str, instruction: str | None) -> str:
-    """The first user message: what to do, the user's own words, then the file."""
+def task_message(
+    task_text: str, file_block: str, instruction: str | None, guidance: str = ""
+) -> str:
+    """The first user message: what to do, the user's own words, skill guidance, then the file.
+
+    Guidance (the chosen skills) lives here rather than in the system prompt so that the
+    prefix stays byte-identical whichever skills a request picks.
+    """
     parts = [task_text]
     if instruction and instruction.strip():
         parts.append(f"The user's instruction: {instruction.strip()}")
+    if guidance:
+        parts.append(guidance)
     parts.append(file_block)
     return "\n\n".join(parts)
 
