@@ -8,6 +8,7 @@ from agentls.agent.loop import LoopResult, run_loop
 from agentls.agent.prompts import excerpt, render_file, task_message
 from agentls.agent.tools import ToolRegistry, build_tools
 from agentls.agent.workspace import Workspace
+from agentls.skills import Skill, load_skills, render_guidance, select_skills, unreported
 from agentls.tasks.base import TaskContext, TaskError, TaskRequest, TextRange
 
 READ_ONLY_TOOLS = ("read", "ls", "find", "grep", "finish")
@@ -49,6 +50,40 @@ def prepare(ctx: TaskContext, req: TaskRequest) -> PreparedTask:
     return PreparedTask(workspace, build_tools(workspace), workspace.rel(path), text)
 
 
+# How each task's text starts -> the task name skills are written for (tasks: [...]).
+TASK_PREFIXES = (
+    ("Task: explain", "explain"),
+    ("Task: refactor", "refactor"),
+    ("Task: write unit tests", "tests"),
+)
+
+
+def task_kind(task_text: str, read_only: bool) -> str:
+    """The task name (explain / refactor / tests) of a task text."""
+    for prefix, kind in TASK_PREFIXES:
+        if task_text.startswith(prefix):
+            return kind
+    return "explain" if read_only else "refactor"
+
+
+def choose_skills(
+    ctx: TaskContext, task: str, rel_path: str, instruction: str | None
+) -> list[Skill]:
+    """The skills for this request; warns (once per process) about skill files it cannot use."""
+    if ctx.settings.skills_budget <= 0:
+        return []
+    found = load_skills(ctx.root)
+    for warning in unreported(found.warnings):
+        ctx.progress.warn(warning)
+    return select_skills(
+        found.skills,
+        task=task,
+        rel_path=rel_path,
+        instruction=instruction,
+        budget=ctx.settings.skills_budget,
+    )
+
+
 async def run_task(
     ctx: TaskContext,
     req: TaskRequest,
@@ -56,12 +91,19 @@ async def run_task(
     task_text: str,
     *,
     read_only: bool = False,
+    task: str | None = None,
 ) -> LoopResult:
-    """Run the loop with the task text, the user's instruction and the file in the first message."""
+    """Run the loop with the task text, the user's instruction, the chosen skills' guidance and
+    the file in the first message. ``task`` names the task for skill selection (inferred from
+    ``task_text`` when not given)."""
     sel = selection_lines(req.range)
     block = render_file(excerpt(prepared.rel_path, prepared.text, sel))
-    first = task_message(task_text, block, req.instruction)
+    kind = task or task_kind(task_text, read_only)
+    skills = choose_skills(ctx, kind, prepared.rel_path, req.instruction)
+    first = task_message(task_text, block, req.instruction, render_guidance(skills))
     ctx.log(f"{task_text.split(':', 1)[0]} {prepared.rel_path}")
+    if skills:
+        ctx.log("skills: " + ", ".join(s.name for s in skills))
     result = await run_loop(
         ctx.backend,
         ctx.settings,
@@ -71,4 +113,5 @@ async def run_task(
         allowed_tools=READ_ONLY_TOOLS if read_only else None,
         log=ctx.log,
     )
+    result.stats.skills = [s.name for s in skills]
     return result
