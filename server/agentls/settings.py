@@ -41,6 +41,20 @@ DEFAULT_SECRET_FILES: tuple[str, ...] = (
     ".pypirc",
 )
 
+# Argv prefixes the bash tool runs (the test runners and linters of common languages).
+# ``agentls.sandbox.DEFAULT_ALLOWED_COMMANDS`` is the same list for code without settings.
+DEFAULT_ALLOWED_COMMANDS: tuple[str, ...] = (
+    "pytest",
+    "python -m pytest",
+    "python3 -m pytest",
+    "ruff",
+    "mypy",
+    "node --test",
+    "npm test",
+    "go test",
+    "cargo test",
+)
+
 DEFAULT_URLS: dict[str, str] = {
     "ollama": "http://localhost:11434",
     "openai": "http://localhost:1234/v1",
@@ -102,6 +116,20 @@ class Settings(BaseModel):
         le=8000,
         description="Tokens of skill guidance a request may carry (after the fixed prefix); "
         "0 turns skills off.",
+    )
+
+    allowed_commands: tuple[str, ...] = Field(
+        DEFAULT_ALLOWED_COMMANDS,
+        description="Command prefixes the bash tool may run, e.g. 'pytest' or 'npm test'; "
+        "[] turns bash off.",
+    )
+    command_timeout: float = Field(
+        60.0, gt=0, le=3600, description="Seconds a bash command may run before it is killed."
+    )
+    require_network_isolation: bool = Field(
+        True,
+        description="Refuse to run bash commands where no private network namespace can be "
+        "made; false runs them with the network reachable.",
     )
 
     def resolved_base_url(self) -> str:
