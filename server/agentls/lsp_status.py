@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 from agentls.agent.stats import Stats
 from agentls.llm.types import BackendError, BackendTimeout, BackendUnreachable, ChatBackend
-from agentls.protocol import StatusResultJson
+from agentls.protocol import SkillJson, StatusResultJson
 from agentls.settings import Settings
+from agentls.skills import load_skills
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +20,29 @@ log = logging.getLogger(__name__)
 STATUS_GRACE = 5.0
 
 
+def skills_status(workspace_root: Path | None) -> tuple[list[SkillJson], list[str]]:
+    """The skills a request in this workspace can choose from, and unusable skill files."""
+    try:
+        found = load_skills(workspace_root)
+    except Exception as exc:  # status never raises; loading is per file, so this is unexpected
+        log.exception("loading skills failed")
+        return [], [f"loading skills failed: {type(exc).__name__}: {exc}"]
+    skills: list[SkillJson] = [
+        {"name": s.name, "source": s.source, "path": str(s.path), "tokens": s.tokens}
+        for s in found.skills
+    ]
+    return skills, found.warnings
+
+
 async def backend_status(
     settings: Settings,
     last_stats: Stats | None,
     make_backend: Callable[[Settings], ChatBackend],
+    workspace_root: Path | None = None,
 ) -> StatusResultJson:
-    """Probe the model server; report configuration, reachability and the last run's stats."""
+    """Probe the model server; report configuration, reachability, the last run's stats and
+    the loaded skills (shipped, user config, and ``workspace_root``'s own)."""
+    skills, skill_warnings = skills_status(workspace_root)
     status: StatusResultJson = {
         "backend": settings.backend,
         "baseUrl": settings.resolved_base_url(),
@@ -32,6 +51,8 @@ async def backend_status(
         "contextLength": settings.context_length,
         "toolMode": settings.tool_mode,
         "lastStats": last_stats.to_json() if last_stats else None,
+        "skills": skills,
+        "skillWarnings": skill_warnings,
     }
     try:
         backend = make_backend(settings)

@@ -226,6 +226,15 @@ class GenerateTestsResultJson(TypedDict):
     stats: dict[str, Any]
 
 
+class SkillJson(TypedDict):
+    """One loaded skill in agent/status: where it came from (builtin, user, workspace)."""
+
+    name: str
+    source: str
+    path: str
+    tokens: int
+
+
 class StatusResultJson(TypedDict):
     """Result of agent/status; never an error, ``reachable`` says whether the server answered."""
 
@@ -236,6 +245,8 @@ class StatusResultJson(TypedDict):
     contextLength: int
     toolMode: str
     lastStats: dict[str, Any] | None
+    skills: list[SkillJson]  # the effective skills, after user/workspace overrides
+    skillWarnings: list[str]  # skill files that could not be used, and why
     modelContextLength: NotRequired[int | None]
     supportsTools: NotRequired[bool | None]
     error: NotRequired[str]

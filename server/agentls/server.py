@@ -242,7 +242,13 @@ def create_server() -> AgentLanguageServer:
 
     @server.feature(protocol.STATUS)
     async def on_status(ls: AgentLanguageServer, params: Any) -> StatusResultJson:
-        return await backend_status(ls.settings_state.settings, ls.runner.last_stats, make_backend)
+        root = ls.workspace.root_path
+        return await backend_status(
+            ls.settings_state.settings,
+            ls.runner.last_stats,
+            make_backend,
+            workspace_root=Path(root) if root else None,
+        )
 
     for method, kind in protocol.METHOD_KINDS.items():
         _register_request(server, method, kind)

@@ -68,15 +68,6 @@ class Skill:
     tokens: int = 0  # what the budget counts: the stated size if plausible, else the estimate
     loose: bool = False  # no applicability keys: keywords come from name and description
 
-    def to_json(self) -> dict[str, object]:
-        """The entry agent/status lists for this skill."""
-        return {
-            "name": self.name,
-            "source": self.source,
-            "path": str(self.path),
-            "tokens": self.tokens,
-        }
-
 
 @dataclass
 class SkillSet:
