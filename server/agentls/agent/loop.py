@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from agentls.agent.context import TokenEstimator, fit_to_context, reply_reserve, tool_schema_chars
@@ -40,6 +40,14 @@ from agentls.tasks.base import ProgressSink, TaskError
 
 # Tools that change the staged view; a repeat of any call after one of these is not a repeat.
 MUTATING_TOOLS = frozenset({"edit", "write"})
+
+# Model calls a repair round is sure to get, even when the model finished on its last turn:
+# read the failure, edit, finish, with room for one mistake.
+REPAIR_ROUND_TURNS = 5
+
+# Checks the staged result when the model finishes: None when it is good, else feedback for the
+# model (the next user message).
+Verify = Callable[[], Awaitable[str | None]]
 
 
 @dataclass
@@ -82,11 +90,15 @@ async def run_loop(
     *,
     allowed_tools: Collection[str] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
+    verify: Verify | None = None,
 ) -> LoopResult:
     """Run the conversation for one task and return how it ended.
 
     All tools are always offered (the prefix stays identical across tasks, so the KV cache
     holds); ``allowed_tools`` limits which ones the harness actually runs for this task.
+    ``verify`` runs each time the model finishes; feedback it returns goes back to the model
+    as a user message and the run goes on, at most ``settings.repair_turns`` times, each such
+    round granted at least ``REPAIR_ROUND_TURNS`` more model calls beyond ``max_turns``.
     Cancellation (``asyncio.CancelledError``) propagates untouched, closing the model stream.
     """
     stats = Stats(backend=backend.name, model=backend.model, context_length=settings.context_length)
@@ -103,16 +115,21 @@ async def run_loop(
     call_counter = 0
     result_text = ""
     finished = False
+    limit = settings.max_turns
+    repairs = 0
+    turn = 0
 
     estimator = TokenEstimator()
     budget = settings.context_length - min(
         settings.max_output_tokens, reply_reserve(settings.context_length)
     )
 
-    for turn in range(1, settings.max_turns + 1):
+    while turn < limit:
+        turn += 1
         prog.turn = turn
-        turns_left = settings.max_turns - turn + 1
-        if turns_left == 2 and settings.max_turns > 2:
+        prog.max_turns = limit
+        turns_left = limit - turn + 1
+        if turns_left == 2 and limit > 2:
             note = turns_left_warning(turns_left)
             if messages[-1].role == "tool":
                 # Riding on the newest tool result saves a turn's template markers; that
@@ -160,29 +177,39 @@ async def run_loop(
         if not calls:
             result_text = response.content.strip()
             finished = True
+            messages.append(Message("assistant", response.content))
+        else:
+            for call in calls:
+                if not call.id:
+                    call_counter += 1
+                    call.id = f"call_{call_counter}"
+            messages.append(Message("assistant", response.content, tool_calls=list(calls)))
+            for call in calls:
+                stats.tool_calls += 1
+                prog.say(tools.describe(call), stats.tokens_per_second)
+                outcome = await _run_call(call, tools, allowed, seen)
+                messages.append(
+                    Message("tool", outcome.output, tool_call_id=call.id, name=call.name)
+                )
+                if outcome.finished:
+                    result_text = outcome.output
+                    finished = True
+                    break
+        if not finished:
+            continue
+        feedback = await verify() if verify is not None else None
+        if feedback is None or repairs >= settings.repair_turns:
             break
-
-        for call in calls:
-            if not call.id:
-                call_counter += 1
-                call.id = f"call_{call_counter}"
-        messages.append(Message("assistant", response.content, tool_calls=list(calls)))
-
-        done = False
-        for call in calls:
-            stats.tool_calls += 1
-            prog.say(tools.describe(call), stats.tokens_per_second)
-            outcome = await _run_call(call, tools, allowed, seen)
-            messages.append(Message("tool", outcome.output, tool_call_id=call.id, name=call.name))
-            if outcome.finished:
-                result_text = outcome.output
-                finished = done = True
-                break
-        if done:
-            break
-    else:
+        # The staged result fails its check: tell the model why and let it repair. The
+        # round gets a few turns of its own even if the model finished on its last one.
+        repairs += 1
+        finished = False
+        messages.append(Message("user", feedback))
+        limit = max(limit, turn + REPAIR_ROUND_TURNS)
+        log(f"verification failed; repair round {repairs} of {settings.repair_turns}")
+    if not finished:
         msg = (
-            f"The model used all {settings.max_turns} turns without finishing; the result "
+            f"The model used all {limit} turns without finishing; the result "
             "holds what it staged so far. Raise agent.maxTurns for larger tasks."
         )
         warnings.append(msg)
