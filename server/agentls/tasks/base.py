@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from agentls.agent.stats import Stats
 from agentls.edits import FileChange
@@ -88,6 +88,46 @@ class ExplainResult:
 
 
 @dataclass
+class Verification:
+    """What the harness ran to check an edit, and whether it passed.
+
+    ``passed`` is None when nothing could be verified (no tests found, verification off, an
+    untrusted workspace, the sandbox unavailable); ``note`` then says why.
+    """
+
+    command: str | None
+    passed: bool | None
+    exit_code: int | None = None
+    output: str = ""  # the tail of the last run's output
+    attempts: int = 0  # runs of the command, the first check plus repair rounds
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The protocol shape: ``{command, passed, exitCode, output, attempts, note}``."""
+        return {
+            "command": self.command,
+            "passed": self.passed,
+            "exitCode": self.exit_code,
+            "output": self.output,
+            "attempts": self.attempts,
+            "note": self.note,
+        }
+
+    def headline(self) -> str:
+        """One plain sentence for the summary, e.g. "Tests FAIL: `pytest` exited 1."."""
+        if self.passed:
+            return f"Tests pass: `{self.command}`."
+        if self.passed is None:
+            return f"Not verified: {self.note}."
+        tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
+        how = "timed out" if self.exit_code is None else f"exited {self.exit_code}"
+        return (
+            f"Tests FAIL: `{self.command}` {how}{tries}. The edit is returned anyway; "
+            "review it before you keep it."
+        )
+
+
+@dataclass
 class EditResult:
     """A refactor or generated tests: a summary, the staged file changes, the stats."""
 
@@ -96,6 +136,7 @@ class EditResult:
     stats: Stats
     test_file: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    verification: Verification | None = None
 
 
 class TaskError(Exception):
