@@ -105,7 +105,8 @@ def test_python_tests_that_import_the_code_pass_the_check(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "def mean(xs):\n    return sum(xs) / len(xs)\n\ndef test_mean():\n    assert mean([2]) == 2\n",
+        "def mean(xs):\n    return sum(xs) / len(xs)\n\n"
+        "def test_mean():\n    assert mean([2]) == 2\n",
         "import statistics\n",
         "from pkg import other\n",
     ],
