@@ -1,7 +1,7 @@
 """Neovim 0.7.2 (Debian's package), headless, as the user drives it: editors/nvim/agentls.lua
 loaded as docs/neovim.md says, a code action chosen through vim.lsp.buf.code_action(), then
-:AgentTests and a cancelled :AgentExplain, against the scripted model server. The files on
-disk are what is checked."""
+:AgentTests, :AgentExplain and a cancelled :AgentExplain, against the scripted model server.
+The files on disk are what is checked."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def mean(items):
 OLD_LOOP = "    t = 0\n    for i in range(len(items)):\n        t = t + items[i]\n    return t\n"
 NEW_LOOP = "    return sum(items)\n"
 REFACTORED = CALC.replace(OLD_LOOP, NEW_LOOP)
+EXPLANATION = "# calc\n\n`total` adds the items; `mean` divides that by their count."
 TESTS = """\
 from calc import mean, total
 
@@ -85,6 +86,8 @@ def test_code_action_and_commands_in_headless_neovim(
             # :AgentTests
             call("write", path="tests/test_calc.py", content=TESTS),
             call("finish", summary="Added tests for total and mean."),
+            # :AgentExplain
+            Reply(content=EXPLANATION),
             # :1,2AgentExplain, which never finishes until :AgentCancel.
             Reply(content="total adds", hang=True),
         ]
@@ -116,10 +119,10 @@ def test_code_action_and_commands_in_headless_neovim(
         text=True,
     ) as nvim_proc:
         # Tell the driver when the explain's model stream is open, so :AgentCancel cancels a
-        # run that is really waiting on the model (5 = 2 refactor + 2 tests + 1 explain).
+        # run that is really waiting on the model (6 = 2 refactor + 2 tests + 2 explains).
         deadline = started + 90
         while nvim_proc.poll() is None and time.monotonic() < deadline:
-            if len(scripted_model.requests) >= 5:
+            if len(scripted_model.requests) >= 6:
                 flag.touch()
                 break
             time.sleep(0.02)
@@ -139,6 +142,10 @@ def test_code_action_and_commands_in_headless_neovim(
     assert sorted(p.name for p in root.rglob("*.py")) == ["calc.py", "test_calc.py"], details
 
     driver_log = log.read_text()
+    # The explanation opened in a split beside the code (0.7 has no window/showDocument).
+    saved = cache / "agentls" / "explanations" / "calc-explanation.md"
+    assert saved.read_text() == EXPLANATION + "\n", details
+    assert f"beside the code calc-explanation.md {EXPLANATION}" in driver_log, details
     # The code action list came from the server; progress showed up the way docs/neovim.md says.
     assert "Agent: Explain" in driver_log and "choosing Agent: Refactor" in driver_log, details
     assert "progress end Agent: Refactor Done" in driver_log, details
@@ -147,5 +154,5 @@ def test_code_action_and_commands_in_headless_neovim(
     assert "The user selected lines 1-2." in scripted_model.requests[-1]["messages"][1]["content"]
     assert "explain progress ended with Cancelled" in driver_log, details
     assert scripted_model.wait_for_disconnect(timeout=5)
-    assert len(scripted_model.requests) == 5
+    assert len(scripted_model.requests) == 6
     print(f"headless Neovim run took {elapsed:.1f} s")

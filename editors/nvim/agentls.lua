@@ -111,7 +111,7 @@ end
 -- ---- handlers -----------------------------------------------------------------------------
 
 -- New files (generated tests, split modules) arrive as CreateFile + an insert at 0:0.
--- Neovim 0.7/0.8 create the file without its folder (tests/ often does not exist yet),
+-- Neovim 0.7 creates the file without its folder (tests/ often does not exist yet),
 -- which fails the whole edit, so the folders are made first. And an empty buffer already
 -- holds one empty line, so text ending in a newline leaves an extra empty last line that
 -- :write would save as a blank line; drop it from the files this edit created.
@@ -138,7 +138,7 @@ local function apply_edit_handler(err, params, ctx, config)
   return result
 end
 
--- Neovim 0.7 has no window/showDocument; open the explanation in a split beside the code.
+-- Neovim 0.7/0.8 have no window/showDocument handler; open the explanation in a split.
 local function show_document_handler(_, params)
   local fname = vim.uri_to_fname(params.uri)
   local win = vim.api.nvim_get_current_win()

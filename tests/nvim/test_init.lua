@@ -40,21 +40,22 @@ vim.lsp.handlers["window/showMessage"] = function(err, result, ctx, config)
   return show_message(err, result, ctx, config)
 end
 
--- Progress as a statusline would read it: title -> { begun, reports, done, message }.
-local progress = {}
+-- Progress as a statusline would read it, per token: { title, begun, done, message }; `runs`
+-- lists them in the order they began, so two runs with the same title stay apart.
+local progress, runs = {}, {}
 vim.api.nvim_create_autocmd("User", {
   pattern = "LspProgressUpdate",
   callback = function()
     for _, client in ipairs(vim.lsp.get_active_clients()) do
-      for _, p in pairs(client.messages.progress) do
+      for token, p in pairs(client.messages.progress) do
         if p.title then
-          local seen = progress[p.title] or { reports = 0 }
-          progress[p.title] = seen
-          if not seen.begun then
+          local seen = progress[token]
+          if not seen then
+            seen = { title = p.title }
+            progress[token] = seen
+            runs[#runs + 1] = seen
             log("progress begin", p.title, p.message or "")
           end
-          seen.begun = true
-          seen.reports = seen.reports + 1
           if p.done and not seen.done then
             log("progress end", p.title, p.message or "")
           end
@@ -69,6 +70,19 @@ vim.api.nvim_create_autocmd("User", {
     end
   end,
 })
+
+-- The n-th run (in the order they began) with this progress title.
+local function run_titled(title, n)
+  local count = 0
+  for _, seen in ipairs(runs) do
+    if seen.title == title then
+      count = count + 1
+      if count == n then
+        return seen
+      end
+    end
+  end
+end
 
 local function wait(ms, cond, what)
   if not vim.wait(ms, cond, 20) then
@@ -110,7 +124,8 @@ local function run()
     return buffer_text(bufnr) ~= before
   end, "the refactor chosen from the code actions to change the buffer")
   wait(10000, function()
-    return progress["Agent: Refactor"] and progress["Agent: Refactor"].done
+    local refactor = run_titled("Agent: Refactor", 1)
+    return refactor and refactor.done
   end, "the refactor's progress to end")
   vim.cmd("write")
   log("refactor applied and written")
@@ -128,11 +143,32 @@ local function run()
   vim.cmd("wall")
   log("tests written")
 
-  -- 3. Cancel: a range explain whose model never finishes, then :AgentCancel.
+  -- 3. :AgentExplain opens the explanation beside the code; the cursor stays in calc.py.
+  vim.cmd("AgentExplain")
+  wait(30000, function()
+    return agentls.finished >= 2
+  end, ":AgentExplain to finish")
+  log("AgentExplain result", agentls.last)
+  local shown = {}
+  for _, win in ipairs(vim.api.nvim_list_wins()) do
+    local buf = vim.api.nvim_win_get_buf(win)
+    shown[#shown + 1] = vim.fn.fnamemodify(vim.api.nvim_buf_get_name(buf), ":t")
+    if win ~= vim.api.nvim_get_current_win() then
+      log("beside the code", shown[#shown], buffer_text(buf))
+    end
+  end
+  log("windows", shown, "current", vim.fn.expand("%:t"))
+  if #shown ~= 2 or vim.fn.expand("%:t") ~= "calc.py" then
+    error("the explanation did not open beside calc.py")
+  end
+
+  -- 4. Cancel: a range explain whose model never finishes, then :AgentCancel.
   vim.cmd("1,2AgentExplain")
+  local explain
   wait(15000, function()
-    return progress["Agent: Explain"] and progress["Agent: Explain"].begun
-  end, "the explain's progress to begin")
+    explain = run_titled("Agent: Explain", 2)
+    return explain ~= nil
+  end, "the second explain's progress to begin")
   -- The pytest touches this file once the model server holds the explain's stream open.
   local streaming = os.getenv("AGENTLS_STREAMING_FLAG")
   wait(15000, function()
@@ -141,10 +177,10 @@ local function run()
   vim.cmd("AgentCancel")
   local cancelled = agentls.last and agentls.last.cancelled and agentls.last.kind == "explain"
   wait(15000, function()
-    return progress["Agent: Explain"].done
+    return explain.done
   end, "the server to end the cancelled explain's progress")
-  log("explain progress ended with", progress["Agent: Explain"].message, "cancelled", cancelled)
-  if progress["Agent: Explain"].message ~= "Cancelled" or not cancelled then
+  log("explain progress ended with", explain.message, "cancelled", cancelled)
+  if explain.message ~= "Cancelled" or not cancelled then
     error("the explain was not cancelled")
   end
   log("PASS")
