@@ -18,7 +18,7 @@ from lsprotocol.converters import get_converter
 from pygls.uris import from_fs_path, to_fs_path
 
 from agentls.agent.stats import Stats
-from agentls.tasks.base import TextRange
+from agentls.tasks.base import TextRange, Verification
 
 # Custom requests.
 EXPLAIN = "agent/explain"
@@ -209,12 +209,25 @@ class ExplainResultJson(TypedDict):
     stats: dict[str, Any]
 
 
+class VerificationJson(TypedDict):
+    """What ran to check an edit: ``passed`` is null when nothing could be verified (``note``
+    says why); ``output`` is the tail of the last run; ``attempts`` counts the runs."""
+
+    command: str | None
+    passed: bool | None
+    exitCode: int | None
+    output: str
+    attempts: int
+    note: str
+
+
 class RefactorResultJson(TypedDict):
     """Result of agent/refactor: a WorkspaceEdit the client applies."""
 
     summary: str
     edit: dict[str, Any]
     stats: dict[str, Any]
+    verification: VerificationJson | None
 
 
 class GenerateTestsResultJson(TypedDict):
@@ -224,6 +237,7 @@ class GenerateTestsResultJson(TypedDict):
     edit: dict[str, Any]
     testFile: str | None
     stats: dict[str, Any]
+    verification: VerificationJson | None
 
 
 class SkillJson(TypedDict):
@@ -263,6 +277,7 @@ class CommandResultJson(TypedDict):
     stats: NotRequired[dict[str, Any]]
     error: NotRequired[str]
     hint: NotRequired[str]
+    verification: NotRequired[VerificationJson | None]
 
 
 _converter = get_converter()
@@ -280,13 +295,34 @@ def explain_result(markdown: str, stats: Stats) -> ExplainResultJson:
     return {"markdown": markdown, "stats": stats.to_json()}
 
 
-def refactor_result(summary: str, edit: types.WorkspaceEdit, stats: Stats) -> RefactorResultJson:
+def verification_json(verification: Verification | None) -> VerificationJson | None:
+    """A Verification as JSON (None stays None: nothing was changed, so nothing to check)."""
+    if verification is None:
+        return None
+    return cast(VerificationJson, verification.to_json())
+
+
+def refactor_result(
+    summary: str,
+    edit: types.WorkspaceEdit,
+    stats: Stats,
+    verification: Verification | None = None,
+) -> RefactorResultJson:
     """Build the agent/refactor result."""
-    return {"summary": summary, "edit": workspace_edit_to_json(edit), "stats": stats.to_json()}
+    return {
+        "summary": summary,
+        "edit": workspace_edit_to_json(edit),
+        "stats": stats.to_json(),
+        "verification": verification_json(verification),
+    }
 
 
 def generate_tests_result(
-    summary: str, edit: types.WorkspaceEdit, test_file: Path | None, stats: Stats
+    summary: str,
+    edit: types.WorkspaceEdit,
+    test_file: Path | None,
+    stats: Stats,
+    verification: Verification | None = None,
 ) -> GenerateTestsResultJson:
     """Build the agent/generateTests result."""
     return {
@@ -294,4 +330,5 @@ def generate_tests_result(
         "edit": workspace_edit_to_json(edit),
         "testFile": path_to_uri(test_file) if test_file else None,
         "stats": stats.to_json(),
+        "verification": verification_json(verification),
     }

@@ -29,6 +29,9 @@ from agentls.tasks.explain import run_explain
 from agentls.tasks.refactor import run_refactor
 from agentls.tasks.tests import run_generate_tests
 
+# Exit code when the edit was produced but the project's tests fail with it.
+TESTS_FAIL = 5
+
 TaskFn = Callable[[TaskContext, TaskRequest], Awaitable[ExplainResult | EditResult]]
 TASKS: dict[str, TaskFn] = {
     "explain": run_explain,
@@ -163,15 +166,22 @@ def _print_result(
             "testFile": str(result.test_file) if result.test_file else None,
             "warnings": result.warnings,
             "stats": result.stats.to_json(),
+            "verification": result.verification.to_json() if result.verification else None,
         }
         json.dump(payload, out, indent=2)
         out.write("\n")
     else:
         out.write(diff)
         print(result.summary, file=sys.stderr)
+        if result.verification is not None and result.verification.passed is False:
+            tail = result.verification.output.strip()
+            if tail:
+                print(f"test output (tail):\n{tail}", file=sys.stderr)
         if applied:
             print(f"applied changes to {len(result.changes)} file(s)", file=sys.stderr)
         elif result.changes:
             print("not applied: run again with --apply to write these changes", file=sys.stderr)
         print(result.stats.summary_line(), file=sys.stderr)
+    if result.verification is not None and result.verification.passed is False:
+        return TESTS_FAIL  # the diff is printed (and applied if asked), but say it fails
     return 0

@@ -79,9 +79,11 @@ def result_json(outcome: RunOutcome) -> dict[str, Any]:
     edit = outcome.edit or types.WorkspaceEdit(document_changes=[])
     if outcome.kind == "generateTests":
         return dict(
-            protocol.generate_tests_result(result.summary, edit, result.test_file, result.stats)
+            protocol.generate_tests_result(
+                result.summary, edit, result.test_file, result.stats, result.verification
+            )
         )
-    return dict(protocol.refactor_result(result.summary, edit, result.stats))
+    return dict(protocol.refactor_result(result.summary, edit, result.stats, result.verification))
 
 
 def request_error(failure: RunFailure) -> JsonRpcException:
@@ -171,6 +173,7 @@ async def handle_command(
         "applied": bool(response.applied),
         "summary": summary,
         "stats": stats,
+        "verification": protocol.verification_json(outcome.result.verification),
     }
     if not response.applied:
         reason = response.failure_reason or "no reason given"
