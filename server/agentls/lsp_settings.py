@@ -45,7 +45,7 @@ class SettingsState:
         Their warnings are left for ``reload`` after ``initialized``: a message sent before the
         initialize response is against the protocol, and the pulled settings may fix them.
         """
-        self.init_options = _mapping_or_none(options)
+        self.init_options = _with_trust(_mapping_or_none(options))
         self.settings, _ = load_settings(self.init_options)
 
     def apply_push(self, payload: Any) -> bool:
@@ -59,6 +59,24 @@ class SettingsState:
             return False
         self.pushed = {SECTION: data[SECTION]}
         return True
+
+
+def _with_trust(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Fold a top-level ``trustedWorkspace`` into a nested ``agent`` section.
+
+    Clients send the editor's workspace trust beside their settings; with the settings nested
+    under ``agent`` the top-level key would otherwise be ignored, and an untrusted workspace
+    would get the bash tool.
+    """
+    if options is None or not isinstance(options.get(SECTION), Mapping):
+        return options
+    trust = options.get("trustedWorkspace")
+    if trust is None:
+        return options
+    section = dict(options[SECTION])
+    if section.get("trustedWorkspace") is not False:
+        section["trustedWorkspace"] = trust
+    return {**options, SECTION: section}
 
 
 def _mapping_or_none(value: Any) -> dict[str, Any] | None:
