@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import PurePosixPath
+
+import pathspec
 
 from agentls.skills.languages import language_of
 from agentls.skills.loader import Skill
@@ -20,13 +20,10 @@ def _keyword_hit(keyword: str, text: str) -> bool:
     return re.search(r"(?<![a-z0-9])" + re.escape(keyword), text) is not None
 
 
-def _glob_hit(pattern: str, rel_path: str) -> bool:
-    # fnmatch's "*" also crosses "/", so "*.test.ts" matches at any depth; a pattern without
-    # "/" is tried against the file name as well, as .gitignore does.
-    name = PurePosixPath(rel_path).name
-    if fnmatch.fnmatch(rel_path, pattern):
-        return True
-    return "/" not in pattern and fnmatch.fnmatch(name, pattern)
+def _glob_hit(globs: Sequence[str], rel_path: str) -> bool:
+    # .gitignore syntax, as users already write it: "*.sql" matches at any depth,
+    # "migrations/*.py" only at the workspace root, "**/migrations/*.py" anywhere.
+    return bool(globs) and pathspec.GitIgnoreSpec.from_lines(globs).match_file(rel_path)
 
 
 def applies(skill: Skill, task: str, rel_path: str, instruction: str | None) -> bool:
@@ -40,7 +37,7 @@ def applies(skill: Skill, task: str, rel_path: str, instruction: str | None) -> 
     if skill.languages or skill.globs:
         language = language_of(rel_path)
         by_language = language is not None and language in skill.languages
-        if not by_language and not any(_glob_hit(g, rel_path) for g in skill.globs):
+        if not by_language and not _glob_hit(skill.globs, rel_path):
             return False
     if skill.keywords:
         words = (instruction or "").lower()
