@@ -316,6 +316,26 @@ def test_malformed_files_are_named_in_warnings_and_the_rest_still_load(tmp_path:
         assert "ignored" in warning and reason in warning, warning
 
 
+def test_an_unreadable_skills_folder_is_reported_and_the_rest_still_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config" / "agentls" / "skills"
+    config.mkdir(parents=True)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    real_iterdir = Path.iterdir
+
+    def iterdir(self: Path):  # type: ignore[no-untyped-def]
+        if self == config:  # chmod does not stop root, so fake the permission error
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    found = load_skills(tmp_path / "proj")
+    assert {s.name for s in found.skills} == SHIPPED
+    [warning] = found.warnings
+    assert str(config) in warning and "Permission denied" in warning
+
+
 def test_a_stated_size_far_from_the_text_is_not_trusted(tmp_path: Path) -> None:
     skill_file(tmp_path, "liar.md", "name: liar\ndescription: x\ntokens: 5", "word " * 200)
     [skill], [warning] = load_dir(tmp_path, "workspace")

@@ -216,7 +216,11 @@ def load_dir(directory: Path, source: SkillSource) -> tuple[list[Skill], list[st
     skills: list[Skill] = []
     warnings: list[str] = []
     seen: dict[str, Path] = {}
-    for path in _skill_files(directory):
+    try:
+        files = _skill_files(directory)
+    except OSError as exc:  # e.g. no permission: the other folders' skills still load
+        return [], [f"skill folder {directory} ignored: {exc}"]
+    for path in files:
         try:
             skill, notes = parse_skill(path.read_text(encoding="utf-8"), path, source)
         except (SkillError, OSError, UnicodeDecodeError) as exc:
