@@ -25,6 +25,20 @@ import { isAgentStatus, statusBarText, statusDetails, statusHeadline, type Agent
 const STATUS_REQUEST = "agent/status";
 const CMD = { explain: "agent.explain", refactor: "agent.refactor", generateTests: "agent.generateTests" } as const;
 type ServerCommand = (typeof CMD)[keyof typeof CMD];
+/** The server's progress titles (protocol.KIND_TITLES): they tie its progress to our run. */
+const TITLES: Record<string, string> = {
+  [CMD.explain]: "Agent: Explain",
+  [CMD.refactor]: "Agent: Refactor",
+  [CMD.generateTests]: "Agent: Generate tests",
+};
+
+/** A command run shown as a cancellable notification, fed by the server's progress. */
+interface Run {
+  title: string;
+  progress: vscode.Progress<{ message?: string; increment?: number }>;
+  token?: string | number;
+  reported: number;
+}
 /** JSON-RPC RequestCancelled: the user pressed Cancel on the progress notification. */
 const REQUEST_CANCELLED = -32800;
 
@@ -74,6 +88,7 @@ class AgentExtension {
   private initialized = false;
   private stopping = false;
   private statusSeq = 0;
+  private readonly runs: Run[] = [];
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.output = vscode.window.createOutputChannel("agentls", { log: true });
@@ -254,17 +269,32 @@ class AgentExtension {
             return next(params, token);
           },
         },
-        // Code actions run agent.* through here too: re-check the backend after every run.
+        // Code actions run agent.* commands through here: give them the same notification.
         executeCommand: async (command, args, next) => {
-          try {
-            return await next(command, args);
-          } finally {
-            if (command.startsWith("agent.")) {
-              void this.refreshStatus();
+          if (command in TITLES) {
+            return this.runServerCommand(command, args);
+          }
+          return next(command, args);
+        },
+        // The server reports progress on a token it created; the languageclient would show it
+        // in the status bar, where there is no Cancel. Route it into the run's notification.
+        handleWorkDoneProgress: (token, params, next) => {
+          if (params.kind === "begin") {
+            const run = this.runs.find((r) => r.token === undefined && r.title === params.title);
+            if (run) {
+              run.token = token;
+              this.report(run, params.message, params.percentage);
+              return;
+            }
+          } else if (params.kind === "report") {
+            const run = this.runs.find((r) => r.token === token);
+            if (run) {
+              this.report(run, params.message, params.percentage);
+              return;
             }
           }
-        },
-      },
+          next(token, params);
+        },      },
     };
     const client = new LanguageClient("agent", "agentls", () => this.spawnServer(), clientOptions);
     client.onDidChangeState((event) => {
@@ -368,22 +398,55 @@ class AgentExtension {
     if (instruction?.trim()) {
       args.push(instruction.trim());
     }
-    let result: CommandResult;
+    const result = await this.runServerCommand(command, args);
+    // Failures and refused edits were already shown by the server; add the summary.
+    if (result?.ok && result.applied && result.summary) {
+      vscode.window.setStatusBarMessage(`agentls: ${result.summary}`, 10000);
+    }
+  }
+
+  /**
+   * workspace/executeCommand with a progress notification whose Cancel cancels the request
+   * ($/cancelRequest: the server stops the model and applies nothing).
+   */
+  private async runServerCommand(command: string, args: unknown[]): Promise<CommandResult | undefined> {
+    const client = await this.readyClient();
+    const title = TITLES[command] ?? command;
     try {
-      result = (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args })) as CommandResult;
+      return await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title, cancellable: true },
+        async (progress, token) => {
+          const run: Run = { title, progress, reported: 0 };
+          this.runs.push(run);
+          try {
+            return (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args }, token)) as
+              | CommandResult
+              | undefined;
+          } finally {
+            this.runs.splice(this.runs.indexOf(run), 1);
+          }
+        },
+      );
     } catch (error) {
       if (isCancelled(error)) {
-        vscode.window.setStatusBarMessage("agentls: cancelled", 4000);
-        return;
+        this.output.info(`${title}: cancelled`);
+        vscode.window.setStatusBarMessage(`${title}: cancelled`, 5000);
+        return undefined;
       }
       throw error;
     } finally {
       void this.refreshStatus();
     }
-    // Failures and refused edits were already shown by the server; add the summary.
-    if (result?.ok && result.applied && result.summary) {
-      vscode.window.setStatusBarMessage(`agentls: ${result.summary}`, 10000);
+  }
+
+  private report(run: Run, message: string | undefined, percentage: number | undefined): void {
+    let increment: number | undefined;
+    if (typeof percentage === "number") {
+      const target = Math.max(0, Math.min(100, percentage));
+      increment = Math.max(0, target - run.reported);
+      run.reported += increment;
     }
+    run.progress.report({ message, increment });
   }
 
   private async fetchStatus(): Promise<AgentStatus | undefined> {
@@ -441,6 +504,9 @@ class AgentExtension {
 }
 
 function isCancelled(error: unknown): boolean {
+  if (error instanceof vscode.CancellationError) {
+    return true; // how the languageclient reports a request cancelled by its token
+  }
   return typeof error === "object" && error !== null && (error as { code?: unknown }).code === REQUEST_CANCELLED;
 }
 

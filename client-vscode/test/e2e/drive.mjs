@@ -1,0 +1,255 @@
+// Drives code-server (a real VS Code workbench) in Debian's headless Chromium with
+// playwright-core, the way a user would: palette, Refactor Preview, Ctrl+., Ctrl+Z, Cancel.
+// tests/test_vscode_e2e.py starts code-server and the scripted model, runs this script and
+// checks its report. Usage: node drive.mjs CONFIG.json  (writes config.report, JSON).
+//
+// Each step records what a user would look at (editor text, the file on disk, tab titles,
+// notifications); on a failure it saves a screenshot next to the report and exits 1.
+import { chromium } from "playwright-core";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const report = { steps: {}, timings: {} };
+const started = Date.now();
+const save = () => writeFileSync(config.report, JSON.stringify(report, null, 2));
+const log = (...args) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s]`, ...args);
+
+const browser = await chromium.launch({
+  executablePath: config.chromium,
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ], // playwright gives every launch a fresh profile directory
+});
+const context = await browser.newContext({ viewport: { width: 1400, height: 850 } });
+const page = await context.newPage();
+const consoleErrors = [];
+page.on("console", (msg) => {
+  if (msg.type() === "error") consoleErrors.push(msg.text());
+});
+
+const disk = () => readFileSync(config.file, "utf8");
+const normalize = (text) => text.replace(/\u00a0/g, " ");
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function waitFor(what, check, timeout = 20000) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (error) {
+      last = error;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${String(last)})`);
+}
+
+/** The text of the active editor, line by line (view-lines render in DOM order by top). */
+async function editorText() {
+  return page.evaluate(() => {
+    const editor = document.querySelector(".editor-group-container.active .monaco-editor:not(.inline) .view-lines") ??
+      document.querySelector(".monaco-editor .view-lines");
+    if (!editor) return null;
+    const lines = [...editor.querySelectorAll(".view-line")].map((el) => ({
+      top: parseFloat(el.style.top || "0"),
+      text: el.textContent ?? "",
+    }));
+    lines.sort((a, b) => a.top - b.top);
+    return lines.map((l) => l.text).join("\n");
+  }).then((t) => (t === null ? null : normalize(t)));
+}
+
+async function tabTitles() {
+  return page.$$eval(".tabs-container .tab", (tabs) => tabs.map((t) => t.getAttribute("aria-label") ?? t.textContent ?? ""));
+}
+
+async function notifications() {
+  return page.$$eval(".notifications-toasts .notification-toast", (els) => els.map((e) => e.textContent ?? ""));
+}
+
+async function runFromPalette(title) {
+  await page.keyboard.press("F1");
+  const input = page.locator(".quick-input-widget input");
+  await input.waitFor({ state: "visible" });
+  await input.fill(`>${title}`);
+  const row = page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first();
+  await row.waitFor({ state: "visible" });
+  await page.keyboard.press("Enter");
+}
+
+/** Open the sample file from the explorer (a double click keeps its tab). */
+async function openFile() {
+  const row = page.locator(".explorer-folders-view .monaco-list-row", { hasText: config.fileName }).first();
+  await row.waitFor({ timeout: 30000 });
+  await row.dblclick();
+  await waitFor("the file in an editor", async () => {
+    const tab = await page.locator(".editor-group-container.active .tab.active").textContent().catch(() => "");
+    return tab?.includes(config.fileName) && (await editorText())?.includes("def ");
+  });
+}
+
+async function focusEditor() {
+  await page.locator(".editor-group-container.active .monaco-editor .view-lines").first().click({ position: { x: 400, y: 5 } });
+}
+
+/** Select whole lines [from, to] (1-based) with the keyboard. */
+async function selectLines(from, to) {
+  await focusEditor();
+  await page.keyboard.press("Control+G");
+  await page.keyboard.type(String(from));
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("Home");
+  await page.keyboard.press("Home"); // twice: first Home stops at the indentation
+  for (let i = from; i <= to; i++) await page.keyboard.press("Shift+ArrowDown");
+}
+
+async function acceptRefactorPreview(screenshot) {
+  const apply = page.locator(".bulk-edit-panel .monaco-button", { hasText: /^Apply$/ }).first();
+  await apply.waitFor({ state: "visible", timeout: 30000 });
+  // The preview lists the changed file with the agent's annotation.
+  await waitFor("the preview's tree", async () => (await page.locator(".bulk-edit-panel .monaco-list-row").count()) > 0);
+  const rows = await page.locator(".bulk-edit-panel .monaco-list-row").allTextContents();
+  // Edits that need confirmation start unticked (VS Code's rule for change annotations):
+  // the user ticks each file (which ticks its changes), then presses Apply.
+  const fileBoxes = page.locator('.bulk-edit-panel .monaco-list-row[aria-level="1"] input.edit-checkbox');
+  const ticked = [];
+  for (let i = 0; i < (await fileBoxes.count()); i++) {
+    const box = fileBoxes.nth(i);
+    ticked.push(await box.isChecked());
+    if (!(await box.isChecked())) await box.click();
+  }
+  await waitFor("every change ticked", async () => {
+    const states = await page.$$eval(".bulk-edit-panel input.edit-checkbox", (els) => els.map((e) => e.checked));
+    return states.length > 0 && states.every(Boolean);
+  });
+  if (screenshot) {
+    // Open the change itself: the preview shows it as a diff in the editor.
+    await page.locator('.bulk-edit-panel .monaco-list-row[aria-level="2"]').first().click({ position: { x: 300, y: 10 } });
+    await waitFor("the preview diff", async () => (await page.locator(".monaco-diff-editor").count()) > 0, 10000);
+    await sleep(600);
+    await page.screenshot({ path: screenshot });
+  }
+  await apply.click();
+  await waitFor("the preview to close", async () => !(await apply.isVisible()));
+  await openFile(); // back to the code (the preview's diff tab closed with it)
+  return { rows, tickedAtFirst: ticked };
+}
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  log(`step ${name}`);
+  try {
+    report.steps[name] = (await fn()) ?? {};
+    report.timings[name] = (Date.now() - t0) / 1000;
+    save();
+  } catch (error) {
+    const shot = join(config.outDir, `failure-${name}.png`);
+    await page.screenshot({ path: shot }).catch(() => undefined);
+    report.failure = { step: name, error: String(error?.stack ?? error), screenshot: shot, notifications: await notifications().catch(() => []), consoleErrors: consoleErrors.slice(-20) };
+    save();
+    log(`FAILED ${name}: ${error}`);
+    await browser.close();
+    process.exit(1);
+  }
+}
+
+await step("open", async () => {
+  await page.goto(config.url, { waitUntil: "domcontentloaded" });
+  await page.locator(".monaco-workbench").waitFor({ timeout: 60000 });
+  await openFile();
+  // The status bar item shows the model once the server answered agent/status.
+  const status = await waitFor("the agentls status bar item", async () => {
+    const items = await page.$$eval(".statusbar-item", (els) => els.map((e) => e.textContent ?? ""));
+    return items.find((t) => t.includes(config.model));
+  }, 40000);
+  return { editor: await editorText(), statusBar: status };
+});
+
+await step("refactorModule", async () => {
+  await focusEditor();
+  await runFromPalette("Agent: Refactor Module");
+  const preview = await acceptRefactorPreview(config.screenshot);
+  const onDisk = await waitFor("the refactor on disk", async () => (disk() === config.expect.afterRefactor ? disk() : false));
+  return { preview, editor: await editorText(), disk: onDisk };
+});
+
+await step("undo", async () => {
+  await focusEditor();
+  await page.keyboard.press("Control+Z");
+  const editor = await waitFor("the undone text", async () => {
+    const text = await editorText();
+    return text?.includes(config.expect.undoneMarker) ? text : false;
+  });
+  await page.keyboard.press("Control+S");
+  const onDisk = await waitFor("the original on disk", async () => (disk() === config.expect.original ? disk() : false));
+  return { editor, disk: onDisk };
+});
+
+await step("codeAction", async () => {
+  await selectLines(config.expect.codeActionLines[0], config.expect.codeActionLines[1]);
+  await page.keyboard.press("Control+.");
+  const rows = page.locator(".action-widget .monaco-list-row");
+  await rows.first().waitFor({ state: "visible" });
+  const titles = (await rows.allTextContents()).map((t) => t.trim());
+  // An overlay takes the mouse clicks: move with the arrows, as the recipe says.
+  await waitFor("'Agent: Refactor' focused", async () => {
+    const focused = await page.locator(".action-widget .monaco-list-row.focused").textContent().catch(() => "");
+    if (focused?.includes("Agent: Refactor")) return true;
+    await page.keyboard.press("ArrowDown");
+    return false;
+  });
+  await page.keyboard.press("Enter");
+  const preview = await acceptRefactorPreview(null);
+  const onDisk = await waitFor("the code action's edit on disk", async () => (disk() === config.expect.afterCodeAction ? disk() : false));
+  return { actions: titles, preview, disk: onDisk };
+});
+
+await step("explain", async () => {
+  await selectLines(1, 2);
+  await runFromPalette("Agent: Explain Selection");
+  const tab = await waitFor("the Markdown preview tab", async () => (await tabTitles()).find((t) => t.includes("Preview") && t.includes(config.expect.explanationName)), 30000);
+  // The rendered preview lives in nested webview frames.
+  const heading = await waitFor("the explanation rendered", async () => {
+    for (const frame of page.frames()) {
+      const text = await frame.evaluate(() => document.body?.innerText ?? "").catch(() => "");
+      if (text.includes(config.expect.explanationText)) return text;
+    }
+    return false;
+  }, 20000);
+  const groups = await page.locator(".editor-group-container").count();
+  return { tab, tabs: await tabTitles(), previewText: heading, editorGroups: groups };
+});
+
+await step("cancel", async () => {
+  await page.keyboard.press("Control+1"); // back to the code, left of the preview
+  await waitFor("calc.py focused", async () => (await page.locator(".editor-group-container.active .tab.active").textContent())?.includes(config.fileName));
+  await runFromPalette("Agent: Generate Tests");
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "Agent: Generate tests" }).first();
+  await toast.waitFor({ state: "visible", timeout: 20000 });
+  // The server's progress reports arrive in this notification (not only in the status bar).
+  const message = toast.locator(".notification-list-item-message");
+  const shown = await waitFor("the run's progress in the notification", async () => {
+    const text = await message.innerText();
+    return text.includes(config.expect.progressText) ? text : false;
+  });
+  await toast.hover();
+  await toast.locator(".monaco-button", { hasText: "Cancel" }).click();
+  await waitFor("the progress notification to close", async () => !(await toast.isVisible()), 20000);
+  await sleep(500);
+  return { notification: shown, notificationsAfter: await notifications() };
+});
+
+report.total = (Date.now() - started) / 1000;
+save();
+log("all steps passed");
+await browser.close();
