@@ -314,4 +314,3 @@ def test_vscode_extension_end_to_end(
     docs_shot = os.environ.get("AGENTLS_SAVE_SCREENSHOT")
     if docs_shot:  # refresh docs/img/vscode-refactor-preview.png by hand
         shutil.copyfile(shot, docs_shot)
-
