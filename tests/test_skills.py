@@ -3,6 +3,7 @@ malformed files, pi-style folders, and how a task run carries them to the model.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -438,3 +439,29 @@ def test_cli_warns_on_stderr_about_a_malformed_skill(
     assert proc.returncode == 0, proc.stderr
     assert f"skill file {broken} ignored: no front matter" in proc.stderr
     assert proc.stdout.strip() == "Adds."
+
+
+def test_cli_names_the_skills_used_and_takes_a_budget(
+    scripted_model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    scripted_model.script([call("finish", summary="Adds."), call("finish", summary="Adds.")])
+    base = [sys.executable, "-m", "agentls", "run", "explain", "calc.py", "--json"]
+    backend = ["--backend", "ollama", "--base-url", scripted_model.url, "--model", MODEL]
+    runs = [
+        subprocess.run(
+            base + backend + extra,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        for extra in ([], ["--skills-budget", "0"])
+    ]
+    assert [p.returncode for p in runs] == [0, 0], [p.stderr for p in runs]
+    used, none = (json.loads(p.stdout)["stats"]["skills"] for p in runs)
+    assert used == ["good-explanation", "python"]
+    assert none == []
+    assert "Guidance" not in scripted_model.requests[1]["messages"][1]["content"]

@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--apply", action="store_true", help="write the changes to disk")
     run.add_argument("--json", action="store_true", help="print a JSON result")
     run.add_argument("--root", type=Path, help="workspace root (default: nearest project dir)")
+    run.add_argument(
+        "--skills-budget",
+        dest="skillsBudget",
+        type=int,
+        help="tokens of skill guidance to send (default 600; 0: none)",
+    )
     _add_backend_options(run)
 
     doctor = commands.add_parser("doctor", help="check the model backend and print fixes")
@@ -99,7 +105,15 @@ def cli_settings(args: argparse.Namespace, overrides: Mapping[str, Any] | None =
     from agentls.settings import load_settings
 
     env = {key: os.environ[var] for var, key in ENV_SETTINGS.items() if os.environ.get(var)}
-    names = ("backend", "baseUrl", "model", "contextLength", "maxTurns", "requestTimeout")
+    names = (
+        "backend",
+        "baseUrl",
+        "model",
+        "contextLength",
+        "maxTurns",
+        "requestTimeout",
+        "skillsBudget",
+    )
     flags = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     settings, warnings = load_settings(env, flags, overrides)
     for warning in warnings:
