@@ -1,0 +1,521 @@
+"""The sandbox: scratch copy with staged edits, incremental sync, cleanup, limits, isolation.
+
+Commands really run (pytest inside the sandbox, plugin autoload off so each takes ~0.2 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agentls import sandbox as sandbox_module
+from agentls.sandbox import (
+    NO_NETWORK,
+    CommandRefused,
+    Isolation,
+    Sandbox,
+    SandboxConfig,
+    SandboxError,
+    check_command,
+    detect_isolation,
+    scrubbed_env,
+)
+from agentls.settings import DEFAULT_ALLOWED_COMMANDS, Settings
+
+PYTEST = "python -m pytest -q -s -p no:cacheprovider --disable-plugin-autoload"
+
+CALC = "def add(a, b):\n    return a + b\n"
+TEST_CALC = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "calc.py").write_text(CALC)
+    (root / "test_calc.py").write_text(TEST_CALC)
+    return root
+
+
+def fast(**overrides: object) -> SandboxConfig:
+    values: dict[str, object] = {"timeout": 10.0, "kill_grace": 0.2}
+    values.update(overrides)
+    return SandboxConfig.model_validate(values)
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live (not zombie) processes whose command line contains ``marker``."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in cmdline and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+async def wait_gone(marker: str, seconds: float = 3.0) -> list[int]:
+    """The processes still carrying ``marker`` after up to ``seconds`` (reaping takes a moment)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (left := processes_with(marker)) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return left
+
+
+ISOLATED = detect_isolation().network
+
+
+# -- the scratch copy and staged edits ---------------------------------------------------
+
+
+async def test_pytest_runs_on_the_copy_with_the_staged_edit_and_user_files_stay(
+    project: Path,
+) -> None:
+    (project / "test_writes.py").write_text(
+        "from pathlib import Path\n\n\ndef test_write():\n"
+        "    Path('calc.py').write_text('broken')\n    Path('made.txt').write_text('x')\n"
+    )
+    async with Sandbox(project, fast()) as sandbox:
+        await sandbox.sync({"calc.py": "def add(a, b):\n    return a - b\n"})
+        result = await sandbox.run(f"{PYTEST} test_calc.py test_writes.py")
+    assert result.exit_code == 1
+    assert "assert -1 == 5" in result.output
+    assert "1 failed, 1 passed" in result.output
+    # The user's files are as they were; what the command wrote stayed in the copy.
+    assert (project / "calc.py").read_text() == CALC
+    assert not (project / "made.txt").exists()
+    assert sorted(p.name for p in project.iterdir()) == [
+        "calc.py",
+        "test_calc.py",
+        "test_writes.py",
+    ]
+
+
+async def test_sync_is_incremental_and_restores_unstaged_files(project: Path) -> None:
+    async with Sandbox(project, fast()) as sandbox:
+        assert await sandbox.sync({"calc.py": "def add(a, b):\n    return 0\n"}) == 1
+        work = sandbox.work
+        calc_inode = (work / "calc.py").stat().st_ino
+        test_stat = (work / "test_calc.py").stat()
+
+        new_test = "from calc import add\n\n\ndef test_zero():\n    assert add(1, 1) == 0\n"
+        staged = {"calc.py": "def add(a, b):\n    return 0\n", "test_new.py": new_test}
+        assert await sandbox.sync(staged) == 1  # only the new file is written
+        assert (work / "calc.py").stat().st_ino == calc_inode
+        assert (work / "test_calc.py").stat().st_mtime_ns == test_stat.st_mtime_ns
+        assert (work / "test_calc.py").stat().st_ino == test_stat.st_ino
+
+        # A second run sees the newly staged test (and the first staged edit).
+        result = await sandbox.run(f"{PYTEST} test_new.py")
+        assert result.exit_code == 0, result.output
+        assert "1 passed" in result.output
+
+        # Unstaged again: calc.py comes back from the workspace, the new file goes away.
+        assert await sandbox.sync({}) == 2
+        assert (work / "calc.py").read_text() == CALC
+        assert not (work / "test_new.py").exists()
+        assert sandbox.files_written == 4
+
+
+async def test_copy_respects_gitignore_skips_secrets_caches_and_big_files(project: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / ".gitignore").write_text("build/\n*.log\n")
+    (project / "build").mkdir()
+    (project / "build" / "out.py").write_text("x = 1\n")
+    (project / "run.log").write_text("log\n")
+    (project / ".env").write_text("API_TOKEN=s3cr3t\n")
+    (project / "__pycache__").mkdir()
+    (project / "__pycache__" / "calc.cpython-311.pyc").write_bytes(b"\0")
+    (project / "data").mkdir()
+    (project / "data" / "small.json").write_text("{}")
+    (project / "data" / "huge.bin").write_bytes(b"\0" * 2_000_000)
+    config = fast(exclude=Settings().secret_files, max_file_bytes=1_000_000)
+    async with Sandbox(project, config) as sandbox:
+        await sandbox.sync({})
+        copied = sorted(
+            p.relative_to(sandbox.work).as_posix() for p in sandbox.work.rglob("*") if p.is_file()
+        )
+        stats = sandbox.copy_stats
+    assert copied == [".gitignore", "calc.py", "data/small.json", "test_calc.py"]
+    assert stats.skipped_big == ["data/huge.bin"]
+
+
+async def test_copy_refuses_staged_paths_that_leave_it(project: Path) -> None:
+    async with Sandbox(project, fast()) as sandbox:
+        for bad in ("../evil.py", "/etc/evil.py", "a/../../evil.py"):
+            with pytest.raises(SandboxError, match="outside"):
+                await sandbox.sync({bad: "x"})
+    assert not (project.parent / "evil.py").exists()
+
+
+# -- cleanup -------------------------------------------------------------------------------
+
+
+async def test_copy_is_removed_at_the_end_and_cannot_be_reused(project: Path) -> None:
+    sandbox = Sandbox(project, fast())
+    assert sandbox.path is None  # nothing is copied until the first use
+    await sandbox.sync({})
+    path = sandbox.path
+    assert path is not None and (path / "work" / "calc.py").is_file()
+    await sandbox.aclose()
+    assert not path.exists()
+    with pytest.raises(SandboxError, match="closed"):
+        await sandbox.run(f"{PYTEST} test_calc.py")
+    await sandbox.aclose()  # twice is fine
+
+
+async def test_cancelled_run_kills_the_command_and_removes_the_copy(project: Path) -> None:
+    marker = f"agentls-cancel-{uuid.uuid4().hex}"
+    (project / "test_sleep.py").write_text(
+        "import subprocess, sys, time\n\n\ndef test_sleep():\n"
+        "    code = 'import time; time.sleep(600)'\n"
+        f"    subprocess.Popen([sys.executable, '-c', code, '{marker}'])\n"
+        "    time.sleep(600)\n"
+    )
+    seen: list[Path] = []
+
+    async def agent_run() -> None:
+        async with Sandbox(project, fast(timeout=60)) as sandbox:
+            await sandbox.sync({})
+            assert sandbox.path is not None
+            seen.append(sandbox.path)
+            await sandbox.run(f"{PYTEST} test_sleep.py")
+
+    task = asyncio.create_task(agent_run())
+    for _ in range(200):
+        if processes_with(marker):
+            break
+        await asyncio.sleep(0.05)
+    assert processes_with(marker), "the command did not start"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await wait_gone(marker) == []
+    assert not seen[0].exists()
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+async def test_timeout_kills_the_process_group_children_and_grandchildren(project: Path) -> None:
+    marker = f"agentls-timeout-{uuid.uuid4().hex}"
+    # The child leaves the process group with setsid and starts a grandchild: both must die.
+    (project / "child.py").write_text(
+        "import os, subprocess, sys, time\n"
+        "os.setsid()\n"
+        "code = 'import time; time.sleep(600)'\n"
+        "subprocess.Popen([sys.executable, '-c', code, sys.argv[1] + '-grandchild'])\n"
+        "time.sleep(600)\n"
+    )
+    (project / "test_spawn.py").write_text(
+        "import subprocess, sys, time\n\n\ndef test_spawn():\n"
+        f"    subprocess.Popen([sys.executable, 'child.py', '{marker}'])\n"
+        "    time.sleep(600)\n"
+    )
+    async with Sandbox(project, fast(timeout=2)) as sandbox:
+        run = asyncio.create_task(sandbox.run(f"{PYTEST} test_spawn.py"))
+        for _ in range(100):
+            if processes_with(f"{marker}-grandchild") and processes_with(f"{marker}-child"):
+                break
+            await asyncio.sleep(0.02)
+        assert processes_with(f"{marker}-grandchild"), "the grandchild never started"
+        result = await run
+        assert result.timed_out
+        assert 2 <= result.duration < 6
+        assert "timed out after" in result.summary()
+        assert await wait_gone(marker) == []
+
+
+async def test_output_is_truncated_head_and_tail_with_the_full_size(project: Path) -> None:
+    (project / "test_loud.py").write_text(
+        "def test_loud():\n    print('FIRST LINE')\n"
+        "    for i in range(60000):\n        print(f'line {i:06d} ' + 'x' * 40)\n"
+        "    print('LAST LINE')\n"
+    )
+    config = fast(output_head=1000, output_tail=1000)
+    async with Sandbox(project, config) as sandbox:
+        result = await sandbox.run(f"{PYTEST} test_loud.py")
+    assert result.exit_code == 0
+    assert result.truncated and result.output_bytes > 3_000_000
+    assert "FIRST LINE" in result.output and "LAST LINE" in result.output
+    assert f"the output was {result.output_bytes:,} bytes in total" in result.output
+    assert len(result.output) < 2300
+
+
+async def test_endless_output_is_stopped_at_the_cap(project: Path) -> None:
+    (project / "test_flood.py").write_text(
+        "import os\n\n\ndef test_flood():\n    chunk = b'y' * 65536\n"
+        "    while True:\n        os.write(1, chunk)\n"
+    )
+    config = fast(timeout=20, max_output_bytes=5_000_000, output_head=500, output_tail=500)
+    async with Sandbox(project, config) as sandbox:
+        result = await sandbox.run(f"{PYTEST} test_flood.py")
+    assert result.output_limit_hit and not result.timed_out
+    assert result.duration < 10
+    assert result.output_bytes > 5_000_000
+    assert "stopped after" in result.summary()
+
+
+# -- environment ---------------------------------------------------------------------------
+
+
+def test_scrubbed_env_keeps_tools_and_drops_secrets(tmp_path: Path) -> None:
+    source = {
+        "PATH": "/usr/bin:relative/bin::/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "VIRTUAL_ENV": "/venv",
+        "PYTHONPATH": "/lib",
+        "PYTHONSTARTUP": "/home/u/.pythonrc",
+        "HOME": "/home/u",
+        "GITHUB_TOKEN": "t",
+        "AWS_ACCESS_KEY_ID": "a",
+        "OPENAI_API_KEY": "o",
+        "PYTHON_KEYRING_PASSWORD": "p",
+        "SSH_AUTH_SOCK": "/tmp/ssh/agent",
+        "DATABASE_URL": "postgres://u:p@h/db",
+        "EDITOR": "vim",
+    }
+    env = scrubbed_env(source, tmp_path / "home", tmp_path / "tmp")
+    assert env["PATH"] == "/usr/bin:/bin"
+    for kept in ("LANG", "LC_ALL", "VIRTUAL_ENV", "PYTHONPATH"):
+        assert env[kept] == source[kept]
+    for dropped in (
+        "PYTHONSTARTUP",
+        "GITHUB_TOKEN",
+        "AWS_ACCESS_KEY_ID",
+        "OPENAI_API_KEY",
+        "PYTHON_KEYRING_PASSWORD",
+        "SSH_AUTH_SOCK",
+        "DATABASE_URL",
+        "EDITOR",
+    ):
+        assert dropped not in env
+    assert env["HOME"] == str(tmp_path / "home")
+    assert env["TMPDIR"] == str(tmp_path / "tmp")
+
+
+async def test_command_sees_no_secrets_and_not_the_users_home(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTLS_TEST_API_TOKEN", "tok-s3cr3t")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-s3cr3t")
+    real_home = Path.home()
+    (project / "test_env.py").write_text(
+        "import os\nfrom pathlib import Path\n\n\ndef test_env():\n"
+        "    print('ENV', sorted(os.environ.items()))\n"
+        "    print('HOME', Path.home())\n"
+        "    print('SSH', Path.home().joinpath('.ssh').exists())\n"
+    )
+    async with Sandbox(project, fast()) as sandbox:
+        result = await sandbox.run(f"{PYTEST} test_env.py")
+        assert sandbox.path is not None
+        assert f"HOME {sandbox.path / 'home'}" in result.output
+    assert result.exit_code == 0, result.output
+    assert "s3cr3t" not in result.output
+    assert f"HOME {real_home}\n" not in result.output
+
+
+@pytest.mark.skipif(not ISOLATED, reason="covered by the refusal tests below")
+async def test_users_home_and_disk_are_hidden_or_read_only(project: Path, tmp_path: Path) -> None:
+    """Beyond the copy nothing is writable, and the home's keys are not even visible."""
+    home = Path.home()
+    outside = tmp_path / "outside.txt"
+    (project / "test_escape.py").write_text(
+        "import os\n\n\ndef test_escape():\n"
+        f"    print('SSH', os.path.exists({str(home / '.ssh')!r}))\n"
+        f"    for path in ({str(project / 'calc.py')!r}, {str(outside)!r}, '/etc/agentls-x'):\n"
+        "        try:\n            open(path, 'w').write('pwned')\n"
+        "            print('WROTE', path)\n"
+        "        except OSError as exc:\n            print('REFUSED', path, exc.strerror)\n"
+    )
+    async with Sandbox(project, fast()) as sandbox:
+        result = await sandbox.run(f"{PYTEST} test_escape.py")
+    assert result.filesystem_protected
+    assert "SSH False" in result.output
+    assert "REFUSED /etc/agentls-x Read-only file system" in result.output
+    # Writes to the workspace path land in the copy; /tmp is a private, empty tmpfs.
+    assert (project / "calc.py").read_text() == CALC
+    assert not outside.exists()
+
+
+# -- network -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP server on 127.0.0.1 that records what connects to it."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    got: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                got.append(conn.recv(100) or b"(connected)")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], got
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def connect_test(port: int) -> str:
+    return (
+        "import socket\n\n\ndef test_connect():\n"
+        "    try:\n"
+        f"        s = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+        "        s.sendall(b'LEAK')\n        print('CONNECTED')\n"
+        "    except OSError as exc:\n        print('NO NETWORK', exc)\n"
+    )
+
+
+@pytest.mark.skipif(not ISOLATED, reason="this machine has no network namespaces")
+async def test_no_network_from_inside(project: Path, listener: tuple[int, list[bytes]]) -> None:
+    port, got = listener
+    (project / "test_net.py").write_text(connect_test(port))
+    async with Sandbox(project, fast()) as sandbox:
+        result = await sandbox.run(f"{PYTEST} test_net.py")
+    assert result.network_isolated
+    assert "NO NETWORK" in result.output and "CONNECTED" not in result.output
+    await asyncio.sleep(0.3)
+    assert got == []
+
+
+async def test_without_isolation_the_command_is_refused_by_default(project: Path) -> None:
+    unavailable = Isolation((), False, False, False, False, "unshare: Operation not permitted")
+    async with Sandbox(project, fast(), isolation=unavailable) as sandbox:
+        with pytest.raises(SandboxError) as caught:
+            await sandbox.run(f"{PYTEST} test_calc.py")
+    message = str(caught.value)
+    assert NO_NETWORK in message and "agent.requireNetworkIsolation" in message
+    assert "Operation not permitted" in message
+
+
+async def test_without_isolation_and_not_required_it_runs_and_says_so(
+    project: Path, listener: tuple[int, list[bytes]]
+) -> None:
+    port, got = listener
+    (project / "test_net.py").write_text(connect_test(port))
+    unavailable = Isolation((), False, False, False, False, "no namespaces")
+    config = fast(require_network_isolation=False)
+    async with Sandbox(project, config, isolation=unavailable) as sandbox:
+        result = await sandbox.run(f"{PYTEST} test_net.py")
+    assert not result.network_isolated
+    assert NO_NETWORK in result.summary()
+    assert "CONNECTED" in result.output and got == [b"LEAK"]
+
+
+def test_isolation_is_detected_once_and_described() -> None:
+    first = detect_isolation()
+    assert detect_isolation() is first
+    if first.network:
+        assert "private network namespace" in first.describe()
+    else:
+        assert NO_NETWORK in first.describe()
+
+
+def test_fallback_helper_unshares_by_itself(tmp_path: Path) -> None:
+    """Without the `unshare` program the helper calls unshare(2) itself."""
+    result = sandbox_module._probe((), True, tmp_path)
+    if ISOLATED:
+        assert result["net"] is True, result
+    else:
+        assert result["net"] is False and result["error"]
+
+
+# -- command lines ------------------------------------------------------------------------
+
+
+def test_settings_and_sandbox_default_to_the_same_commands() -> None:
+    assert DEFAULT_ALLOWED_COMMANDS == sandbox_module.DEFAULT_ALLOWED_COMMANDS
+    assert Settings().allowed_commands == DEFAULT_ALLOWED_COMMANDS
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ("pytest", ["pytest"]),
+        (
+            "pytest -k 'a or b' tests/test_x.py::test_y",
+            ["pytest", "-k", "a or b", "tests/test_x.py::test_y"],
+        ),
+        ("python -m pytest -x -q", ["python", "-m", "pytest", "-x", "-q"]),
+        ("pytest 'tests/*.py'", ["pytest", "tests/*.py"]),
+        ("pytest tests/*.py", ["pytest", "tests/*.py"]),  # globs stay plain arguments
+        ("pytest -k 'a;b'", ["pytest", "-k", "a;b"]),  # quoted: data, not syntax
+        ("go test ./...", ["go", "test", "./..."]),
+        ("npm test -- --watch=false", ["npm", "test", "--", "--watch=false"]),
+        ("ruff check src/../src", ["ruff", "check", "src/../src"]),
+    ],
+)
+def test_allowed_command_lines(command: str, argv: list[str]) -> None:
+    assert check_command(command, DEFAULT_ALLOWED_COMMANDS) == argv
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        ("pytest; rm -rf ~", "';'"),
+        ("pytest && curl x", "'&'"),
+        ("pytest || curl x", "'|'"),
+        ("pytest | sh", "'|'"),
+        ("pytest & sleep 1", "'&'"),
+        ("pytest > out", "'>'"),
+        ("pytest < in", "'<'"),
+        ("pytest $(curl x)", "'$(...)'"),
+        ('pytest "$(curl x)"', "'$(...)'"),
+        ("pytest `curl x`", "backticks"),
+        ("pytest $HOME", "'$' variable"),
+        ('pytest "${HOME}"', "'$' variable"),
+        ("pytest\ncurl x", "newline"),
+        ("pytest # comment", "comment"),
+        ("(pytest)", "subshell"),
+        ("pytest 'unterminated", "unterminated"),
+        ("FOO=1 pytest", "environment assignments"),
+        ("curl http://example.com", "'curl' is not an allowed command"),
+        ("/usr/bin/pytest", "not an allowed command"),
+        ("python -c 'print(1)'", "not an allowed command"),
+        ("pytest /etc", "outside the workspace"),
+        ("pytest ../..", "outside the workspace"),
+        ("pytest --rootdir=/", "outside the workspace"),
+        ("pytest -c/etc/passwd", "outside the workspace"),
+        ("pytest -o cache_dir=/tmp/x", "outside the workspace"),
+        ("pytest ~/.ssh", "'~'"),
+        ("", "empty"),
+    ],
+)
+def test_refused_command_lines(command: str, reason: str) -> None:
+    with pytest.raises(CommandRefused) as caught:
+        check_command(command, DEFAULT_ALLOWED_COMMANDS)
+    assert reason in str(caught.value)
+
+
+def test_allowlist_comes_from_the_config() -> None:
+    assert check_command("make test", ["make test"]) == ["make", "test"]
+    with pytest.raises(CommandRefused, match="make"):
+        check_command("make install", ["make test"])
+    with pytest.raises(CommandRefused, match="bash is turned off"):
+        check_command("pytest", [])
