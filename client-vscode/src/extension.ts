@@ -9,6 +9,7 @@ import * as readline from "node:readline";
 import * as vscode from "vscode";
 import {
   CloseAction,
+  DidChangeConfigurationNotification,
   ErrorAction,
   ExecuteCommandRequest,
   LanguageClient,
@@ -19,7 +20,15 @@ import {
 } from "vscode-languageclient/node";
 import { chooseInterpreter, describeInterpreter, type Interpreter } from "./interpreter";
 import { LineTail, RestartPolicy, describeExit } from "./restart";
-import { SECTION, affectsServer, needsRestart, serverKeys, toServerSettings } from "./settings";
+import {
+  SECTION,
+  affectsServer,
+  needsRestart,
+  serverSettingSpecs,
+  toServerSettings,
+  userValue,
+  type SettingSpec,
+} from "./settings";
 import { isAgentStatus, statusBarText, statusDetails, statusHeadline, type AgentStatus } from "./status";
 
 const STATUS_REQUEST = "agent/status";
@@ -79,6 +88,7 @@ export async function deactivate(): Promise<void> {
 class AgentExtension {
   private readonly output: vscode.LogOutputChannel;
   private readonly statusItem: vscode.StatusBarItem;
+  private readonly specs: SettingSpec[];
   private readonly keys: string[];
   private readonly restarts = new RestartPolicy();
   private readonly stderrTail = new LineTail(40);
@@ -102,7 +112,8 @@ class AgentExtension {
       string,
       unknown
     >;
-    this.keys = serverKeys(properties);
+    this.specs = serverSettingSpecs(properties);
+    this.keys = this.specs.map((spec) => spec.key);
 
     const register = (id: string, run: () => Promise<unknown>): void => {
       context.subscriptions.push(
@@ -126,6 +137,8 @@ class AgentExtension {
     context.subscriptions.push(
       this.output,
       this.statusItem,
+      // Trusting the workspace later lifts trustedWorkspace: false (the server pulls again).
+      vscode.workspace.onDidGrantWorkspaceTrust(() => void this.pushSettings()),
       vscode.workspace.onDidChangeConfiguration(async (event) => {
         if (needsRestart((name) => event.affectsConfiguration(name))) {
           this.output.info("agent.pythonPath changed: restarting the server");
@@ -136,6 +149,13 @@ class AgentExtension {
         }
       }),
     );
+  }
+
+  /** Tell the server its settings changed; it pulls the `agent` section (middleware). */
+  private async pushSettings(): Promise<void> {
+    if (this.client?.state === State.Running) {
+      await this.client.sendNotification(DidChangeConfigurationNotification.type, { settings: null });
+    }
   }
 
   // ---- server lifecycle -------------------------------------------------------------------
@@ -183,8 +203,9 @@ class AgentExtension {
 
   private async resolveInterpreter(folder: vscode.WorkspaceFolder | undefined): Promise<Interpreter> {
     const config = vscode.workspace.getConfiguration(SECTION, folder?.uri);
+    const configured = userValue({ key: "pythonPath", default: "", restricted: true }, config.inspect("pythonPath"), vscode.workspace.isTrusted);
     return chooseInterpreter({
-      configured: config.get<string>("pythonPath"),
+      configured: typeof configured === "string" ? configured : undefined,
       fromPythonExtension: await pythonExtensionInterpreter(folder?.uri, this.output),
       workspaceFolder: folder?.uri.fsPath,
       home: os.homedir(),
@@ -308,11 +329,17 @@ class AgentExtension {
   /** The `agent` section as the server wants it: server keys only, unset values left out. */
   private serverSettings(scope: vscode.Uri | undefined): Record<string, unknown> {
     const config = vscode.workspace.getConfiguration(SECTION, scope);
-    return toServerSettings(this.keys, (key) => {
-      // Only values the user set: defaults are the server's business (one source of truth).
-      const inspected = config.inspect(key);
-      return inspected?.workspaceFolderValue ?? inspected?.workspaceValue ?? inspected?.globalValue;
-    });
+    const trusted = vscode.workspace.isTrusted;
+    const specs = new Map(this.specs.map((spec) => [spec.key, spec]));
+    // Only values the user set: defaults are the server's business (one source of truth).
+    return toServerSettings(
+      this.specs,
+      (key) => {
+        const spec = specs.get(key);
+        return spec ? userValue(spec, config.inspect(key), trusted) : undefined;
+      },
+      { workspaceTrusted: trusted },
+    );
   }
 
   private async onServerClosed(): Promise<CloseHandlerResult> {

@@ -18,37 +18,88 @@ export const RESTART_KEYS: readonly string[] = ["pythonPath"];
 
 export type Getter = (key: string) => unknown;
 
-/** The server-side keys (without the `agent.` prefix) among contributed properties. */
-export function serverKeys(properties: Record<string, unknown>, section = SECTION): string[] {
+/** A server setting as contributed: its key (without `agent.`) and its contributed default. */
+export interface SettingSpec {
+  key: string;
+  default: unknown;
+  /** package.json `restricted`: an untrusted workspace cannot set it. */
+  restricted?: boolean;
+}
+
+/** The server-side settings among contributed properties, sorted by key. */
+export function serverSettingSpecs(properties: Record<string, unknown>, section = SECTION): SettingSpec[] {
   const prefix = `${section}.`;
-  return Object.keys(properties)
-    .filter((name) => name.startsWith(prefix))
-    .map((name) => name.slice(prefix.length))
-    .filter((key) => !CLIENT_ONLY.has(key))
-    .sort();
+  return Object.entries(properties)
+    .filter(([name]) => name.startsWith(prefix) && !CLIENT_ONLY.has(name.slice(prefix.length)))
+    .map(([name, raw]) => {
+      const spec = (typeof raw === "object" && raw !== null ? raw : {}) as { default?: unknown; restricted?: unknown };
+      return { key: name.slice(prefix.length), default: spec.default, restricted: spec.restricted === true };
+    })
+    .sort((a, b) => a.key.localeCompare(b.key));
+}
+
+/** The value the user set, from VS Code's `inspect()` layers; undefined when not set. */
+export interface Layers {
+  globalValue?: unknown;
+  workspaceValue?: unknown;
+  workspaceFolderValue?: unknown;
+}
+
+/**
+ * Folder over workspace over user settings; in an untrusted workspace a restricted setting
+ * takes the user's value only (a cloned repository must not choose the interpreter or the
+ * commands the agent runs).
+ */
+export function userValue(spec: SettingSpec, layers: Layers | undefined, workspaceTrusted: boolean): unknown {
+  if (!layers) {
+    return undefined;
+  }
+  if (spec.restricted && !workspaceTrusted) {
+    return layers.globalValue;
+  }
+  return layers.workspaceFolderValue ?? layers.workspaceValue ?? layers.globalValue;
+}
+
+/** Just the keys of serverSettingSpecs. */
+export function serverKeys(properties: Record<string, unknown>, section = SECTION): string[] {
+  return serverSettingSpecs(properties, section).map((spec) => spec.key);
+}
+
+export interface SendOptions {
+  /** VS Code's workspace trust; an untrusted workspace always sends trustedWorkspace: false. */
+  workspaceTrusted?: boolean;
 }
 
 /**
  * The object sent to the server (flat, camelCase keys as the server names them).
  *
- * "Not set" is left out rather than sent: `null`/`undefined`, and empty or blank strings,
- * which is how the settings UI clears a text field (an empty `model` would otherwise be taken
- * as a model name). Strings are trimmed; numbers and booleans go as they are.
+ * `get` returns what the user set (undefined when they did not): "not set" is left out so
+ * the server's own defaults apply. A blank string is "not set" too when the contributed
+ * default is blank, which is how the settings UI clears a text field (an empty `model` would
+ * otherwise be taken as a model name); where the default is not blank (`testCommand: auto`),
+ * an empty value means something and is sent. Strings are trimmed; other values go as they are.
  */
-export function toServerSettings(keys: readonly string[], get: Getter): Record<string, unknown> {
+export function toServerSettings(
+  specs: readonly SettingSpec[],
+  get: Getter,
+  options: SendOptions = {},
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const key of keys) {
-    let value = get(key);
+  for (const spec of specs) {
+    let value = get(spec.key);
     if (value === undefined || value === null) {
       continue;
     }
     if (typeof value === "string") {
       value = value.trim();
-      if (value === "") {
+      if (value === "" && (spec.default === undefined || spec.default === "")) {
         continue;
       }
     }
-    out[key] = value;
+    out[spec.key] = value;
+  }
+  if (options.workspaceTrusted === false && specs.some((s) => s.key === "trustedWorkspace")) {
+    out["trustedWorkspace"] = false;
   }
   return out;
 }
