@@ -197,7 +197,7 @@ def workbench(
         )
     try:
         _wait_healthy(url, proc, log)
-        yield {"url": url, "workspace": workspace, "data": data, "log": log, "cache": tmp_path}
+        yield {"url": url, "workspace": workspace, "data": data, "log": log, "pid": proc.pid}
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -240,6 +240,7 @@ def test_vscode_extension_end_to_end(
         "screenshot": str(shot),
         "outDir": str(tmp_path),
         "report": str(report_path),
+        "codeServerPid": workbench["pid"],
         "expect": {
             "firstLine": "def total(items):",
             "original": ORIGINAL,
@@ -310,6 +311,14 @@ def test_vscode_extension_end_to_end(
     assert not (workbench["workspace"] / "tests").exists()
     assert disk.read_text() == AFTER_CODE_ACTION
     assert len(scripted_model.requests) == 6
+
+    # A crashed server: the user reads why and that it restarts; the new one answers.
+    crash = steps["crash"]
+    assert "agentls: the server was killed by SIGKILL" in crash["message"]
+    assert "Restarting in 1s" in crash["message"]
+    assert crash["newPid"] != crash["oldPid"]
+    assert f"{MODEL} on ollama at {scripted_model.url}" in crash["status"]
+    assert "is ready" in crash["status"]
 
     docs_shot = os.environ.get("AGENTLS_SAVE_SCREENSHOT")
     if docs_shot:  # refresh docs/img/vscode-refactor-preview.png by hand

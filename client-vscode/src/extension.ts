@@ -94,6 +94,7 @@ class AgentExtension {
   private readonly stderrTail = new LineTail(40);
   private client: LanguageClient | undefined;
   private process: ChildProcess | undefined;
+  private exited: Promise<{ code: number | null; signal: string | null }> | undefined;
   private interpreter: Interpreter | undefined;
   private initialized = false;
   private stopping = false;
@@ -227,6 +228,7 @@ class AgentExtension {
       stdio: "pipe",
     });
     this.process = child;
+    this.exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
     return await new Promise<ChildProcess>((resolve, reject) => {
       child.once("spawn", () => resolve(child));
       child.once("error", (error) => {
@@ -346,9 +348,15 @@ class AgentExtension {
     if (this.stopping) {
       return { action: CloseAction.DoNotRestart, handled: true };
     }
-    const child = this.process;
-    const exit = child ? describeExit(child.exitCode, child.signalCode) : "stopped";
-    const why = this.stderrTail.last(6).join("\n") || "(nothing on stderr)";
+    // The pipes close before the process is reaped: wait (briefly) for its exit status.
+    const status = await Promise.race([
+      this.exited ?? Promise.resolve(undefined),
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 2000)),
+    ]);
+    const exit = status ? describeExit(status.code, status.signal) : "stopped";
+    const tail = this.stderrTail.last(6);
+    const why = tail.join("\n") || "(nothing on stderr)";
+    const last = tail.length ? `: ${lastLine(why)}` : "";
     const interpreter = this.interpreter ? describeInterpreter(this.interpreter) : "the server";
     const decision = this.restarts.onCrash(Date.now(), this.initialized);
     this.statusItem.text = "$(hubot) agentls $(error)";
@@ -356,7 +364,7 @@ class AgentExtension {
     this.output.error(`the server ${exit}. Last lines on stderr:\n${why}`);
     if (decision.restart) {
       const seconds = Math.round(decision.delayMs / 100) / 10;
-      void this.tellUser(`agentls: the server ${exit} (${lastLine(why)}). Restarting in ${seconds}s.`);
+      void this.tellUser(`agentls: the server ${exit}${last}. Restarting in ${seconds}s.`);
       await new Promise((resolve) => setTimeout(resolve, decision.delayMs));
       if (this.stopping) {
         return { action: CloseAction.DoNotRestart, handled: true };
@@ -366,9 +374,9 @@ class AgentExtension {
     }
     const reason =
       decision.reason === "never-started"
-        ? `agentls: ${interpreter} ${exit} before it started: ${lastLine(why)}. ` +
+        ? `agentls: ${interpreter} ${exit} before it started${last}. ` +
           "Install agentls into that Python (pip install agentls) or set agent.pythonPath."
-        : `agentls: the server ${exit} 5 times in 3 minutes and was not restarted: ${lastLine(why)}`;
+        : `agentls: the server ${exit} 5 times in 3 minutes and was not restarted${last}.`;
     void this.tellUser(reason);
     return { action: CloseAction.DoNotRestart, handled: true };
   }

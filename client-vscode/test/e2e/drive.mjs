@@ -6,7 +6,7 @@
 // Each step records what a user would look at (editor text, the file on disk, tab titles,
 // notifications); on a failure it saves a screenshot next to the report and exits 1.
 import { chromium } from "playwright-core";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
@@ -247,6 +247,46 @@ await step("cancel", async () => {
   await waitFor("the progress notification to close", async () => !(await toast.isVisible()), 20000);
   await sleep(500);
   return { notification: shown, notificationsAfter: await notifications() };
+});
+
+/** Pids of `python -m agentls` processes started under code-server (our process tree only). */
+function agentServers() {
+  const parents = new Map();
+  const commands = new Map();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      commands.set(Number(entry), readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0"));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const under = (pid) => {
+    for (let p = pid; p > 1; p = parents.get(p) ?? 0) if (p === config.codeServerPid) return true;
+    return false;
+  };
+  return [...commands].filter(([pid, argv]) => argv.includes("agentls") && argv.includes("-m") && under(pid)).map(([pid]) => pid);
+}
+
+await step("crash", async () => {
+  const [pid, ...others] = agentServers();
+  if (!pid || others.length) throw new Error(`expected one agentls server, found ${[pid, ...others]}`);
+  process.kill(pid, "SIGKILL");
+  // The user is told why it stopped and that it restarts.
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "agentls: the server" }).first();
+  await toast.waitFor({ state: "visible", timeout: 20000 });
+  const message = await toast.locator(".notification-list-item-message").innerText();
+  const restarted = await waitFor("a new server process", async () => {
+    const now = agentServers();
+    return now.length === 1 && now[0] !== pid ? now[0] : false;
+  }, 20000);
+  // The new server answers: Show Status from the palette reports the model ready.
+  await runFromPalette("Agent: Show Status");
+  const status = page.locator(".notifications-toasts .notification-toast", { hasText: "is ready" }).first();
+  await status.waitFor({ state: "visible", timeout: 20000 });
+  return { message, oldPid: pid, newPid: restarted, status: await status.locator(".notification-list-item-message").innerText() };
 });
 
 report.total = (Date.now() - started) / 1000;
