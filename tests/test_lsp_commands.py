@@ -51,7 +51,7 @@ async def test_refactor_command_sends_apply_edit(
         doc = await agent.open(root / "calc.py", version=4)
         result = await agent.command("agent.refactor", doc, lsp_range(0, 0, 5, 0), "use sum")
     assert result["ok"] is True and result["applied"] is True
-    assert result["summary"] == "Used sum()."
+    assert result["summary"] == "Used sum().\n\nNo tests found; not verified."
     assert len(agent.applied_edits) == 1
     applied = agent.applied_edits[0]
     assert applied.label == "Agent: Refactor"

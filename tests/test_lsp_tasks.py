@@ -162,7 +162,7 @@ async def test_refactor_one_function_gives_a_versioned_minimal_edit(
                 "instruction": "use sum",
             },
         )
-    assert result["summary"] == "total() now uses sum()."
+    assert result["summary"] == "total() now uses sum().\n\nNo tests found; not verified."
     assert result["stats"]["turns"] == 2
     changes = document_changes(result["edit"])
     assert len(changes) == 1
@@ -249,7 +249,9 @@ async def test_generate_tests_creates_the_test_file(
         result = await agent.request("agent/generateTests", {"textDocument": {"uri": doc}})
     test_uri = uri(root / "tests" / "test_calc.py")
     assert result["testFile"] == test_uri
-    assert result["summary"] == "Added tests for total and mean."
+    assert result["summary"] == (
+        "Added tests for total and mean.\n\nTests pass: `python -m pytest -q tests/test_calc.py`."
+    )
     changes = document_changes(result["edit"])
     assert {"kind": "create", "uri": test_uri} == {
         k: v for k, v in changes[0].items() if k in ("kind", "uri")

@@ -131,7 +131,7 @@ async def test_refactor_stages_an_edit_and_leaves_disk_alone(
     result = await run_refactor(ctx, TaskRequest(project / "stats.py", instruction="use sum"))
     await ctx.backend.aclose()
 
-    assert result.summary == "Used sum()."
+    assert result.summary == "Used sum().\n\nNo tests found; not verified."
     assert [c.path for c in result.changes] == [project / "stats.py"]
     assert "return sum(items)" in result.changes[0].new_text
     assert "range(len" not in result.changes[0].new_text

@@ -118,7 +118,8 @@ class Verification:
         if self.passed:
             return f"Tests pass: `{self.command}`."
         if self.passed is None:
-            return f"Not verified: {self.note}."
+            note = self.note or "nothing ran"
+            return f"{note[0].upper()}{note[1:]}; not verified."
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
         how = "timed out" if self.exit_code is None else f"exited {self.exit_code}"
         return (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agentls.agent.loop import LoopResult, run_loop
+from agentls.agent.bash_tool import BashTool, make_bash_tool
+from agentls.agent.loop import LoopResult, Verify, run_loop
 from agentls.agent.prompts import excerpt, render_file, task_message
 from agentls.agent.tools import ToolRegistry, build_tools
 from agentls.agent.workspace import Workspace
@@ -22,6 +23,12 @@ class PreparedTask:
     tools: ToolRegistry
     rel_path: str
     text: str
+    bash: BashTool | None = None  # None in an untrusted workspace
+
+    async def aclose(self) -> None:
+        """End of the run (also on cancel): kill a command still running, drop the sandbox."""
+        if self.bash is not None:
+            await self.bash.aclose()
 
 
 def selection_lines(rng: TextRange | None) -> tuple[int, int] | None:
@@ -47,7 +54,11 @@ def prepare(ctx: TaskContext, req: TaskRequest) -> PreparedTask:
         text = workspace.read_text(path)
     except Exception as exc:  # ToolError or OSError: either way the request cannot run
         raise TaskError(f"Cannot read {req.path}: {exc}") from exc
-    return PreparedTask(workspace, build_tools(workspace), workspace.rel(path), text)
+    # An untrusted workspace gets no bash tool at all (its tests are its code). The tool list
+    # is part of the cached prompt prefix, so such workspaces have a prefix of their own.
+    bash = make_bash_tool(workspace, ctx.settings) if ctx.settings.trusted_workspace else None
+    tools = build_tools(workspace, extra=[bash] if bash is not None else [])
+    return PreparedTask(workspace, tools, workspace.rel(path), text, bash)
 
 
 # How each task's text starts -> the task name skills are written for (tasks: [...]).
@@ -92,6 +103,7 @@ async def run_task(
     *,
     read_only: bool = False,
     task: str | None = None,
+    verify: Verify | None = None,
 ) -> LoopResult:
     """Run the loop with the task text, the user's instruction, the chosen skills' guidance and
     the file in the first message. ``task`` names the task for skill selection (inferred from
@@ -112,6 +124,7 @@ async def run_task(
         ctx.progress,
         allowed_tools=READ_ONLY_TOOLS if read_only else None,
         log=ctx.log,
+        verify=verify,
     )
     result.stats.skills = [s.name for s in skills]
     return result

@@ -15,7 +15,10 @@ EXPLAIN_TASK = (
 async def run_explain(ctx: TaskContext, req: TaskRequest) -> ExplainResult:
     """Explain the file or selection; one model call when the model needs no other file."""
     prepared = prepare(ctx, req)
-    result = await run_task(ctx, req, prepared, EXPLAIN_TASK, read_only=True)
+    try:
+        result = await run_task(ctx, req, prepared, EXPLAIN_TASK, read_only=True)
+    finally:
+        await prepared.aclose()
     markdown = result.text or "_The model gave no explanation._"
     for warning in result.warnings:
         markdown += f"\n\n> **agentls:** {warning}"

@@ -18,15 +18,18 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Literal, Protocol
 
+from agentls.agent.bash_tool import BashSession, BashTool, sandbox_config
 from agentls.agent.workspace import ToolError, Workspace
-from agentls.tasks.base import ProgressSink, Verification
+from agentls.sandbox import CommandRefused, CommandResult, check_command
+from agentls.settings import Settings
+from agentls.tasks.base import ProgressSink, TaskContext, Verification
 
 # What of a failing run goes back to the model: the end, where runners put their summary.
 FEEDBACK_TAIL_CHARS = 3000
 # What the result keeps for the user.
 RESULT_TAIL_CHARS = 4000
 # Verification runs the whole suite, which may take longer than one bash call is allowed.
-MIN_VERIFY_TIMEOUT = 300.0
+MIN_VERIFY_TIMEOUT = 120.0
 # `npm init` writes this test script; it is no test suite.
 NPM_PLACEHOLDER = "no test specified"
 PYTEST_NO_TESTS = 5  # pytest's exit code when it collected nothing
@@ -292,7 +295,7 @@ class Verifier:
             return self._skip(state, self.unavailable or "tests cannot run here")
         command = self._command()
         if command is None:
-            return self._skip(state, "no tests found; not verified")
+            return self._skip(state, "no tests found")
         self.attempts += 1
         self.progress.report(f"running tests: {command}")
         try:
@@ -314,7 +317,7 @@ class Verifier:
                     code,
                     _tail(output, RESULT_TAIL_CHARS),
                     self.attempts,
-                    "no tests found; not verified",
+                    "no tests found",
                 )
                 return _Check(state, verification, None)
             note = "pytest collected no tests from the generated file"
@@ -368,3 +371,87 @@ class Verifier:
             f"Output:\n```\n{_tail(output, FEEDBACK_TAIL_CHARS).strip()}\n```\n"
             f"{advice}, then call finish. {self._round()}"
         )
+
+
+class SandboxTests:
+    """Runs the test command in the run's sandbox.
+
+    A command the model may run too (``agent.allowedCommands``) runs in the bash tool's copy,
+    which already holds the staged edits; any other (a custom ``agent.testCommand``, or a
+    detected one the user took off the list) gets a copy of its own that allows exactly that
+    command, so configuring the tests never widens what the model itself may run.
+    """
+
+    def __init__(self, bash: BashTool, workspace: Workspace, settings: Settings) -> None:
+        self.bash = bash
+        self.workspace = workspace
+        self.settings = settings
+        self._own: BashSession | None = None
+
+    async def run(self, command: str, timeout: float) -> CommandResult:
+        """Run ``command`` on the staged result; CommandRefused/SandboxError if it cannot."""
+        try:
+            check_command(command, self.settings.allowed_commands)
+        except CommandRefused:
+            if self._own is None:
+                config = sandbox_config(self.settings, allowed_commands=(command,))
+                self._own = BashSession(self.workspace, config)
+            return await self._own.run_command(command, timeout)
+        return await self.bash.run_command(command, timeout)
+
+    async def aclose(self) -> None:
+        """Remove the extra copy, if one was made (the bash tool closes its own)."""
+        if self._own is not None:
+            await self._own.aclose()
+
+
+def make_verifier(
+    ctx: TaskContext,
+    workspace: Workspace,
+    source_rel: str,
+    kind: TaskKind,
+    bash: BashTool | None,
+    test_file: Callable[[], str | None] = lambda: None,
+) -> tuple[Verifier, SandboxTests | None]:
+    """The verifier of one run and the runner to close when the run ends (None if untrusted).
+
+    In an untrusted workspace nothing runs: the project's tests are the project's code.
+    """
+    settings = ctx.settings
+    runner = SandboxTests(bash, workspace, settings) if bash is not None else None
+    unavailable = (
+        "the workspace is not trusted, so its tests were not run (agent.trustedWorkspace)"
+        if not settings.trusted_workspace
+        else "the sandbox is unavailable"
+    )
+    verifier = Verifier(
+        workspace,
+        source_rel,
+        kind,
+        command_setting=settings.test_command,
+        runner=runner,
+        timeout=settings.command_timeout,
+        repair_turns=settings.repair_turns,
+        progress=ctx.progress,
+        unavailable=unavailable,
+        test_file=test_file,
+    )
+    return verifier, runner
+
+
+def verdict(
+    ctx: TaskContext, summary: str, verification: Verification | None, warnings: list[str]
+) -> str:
+    """The summary with the verification's headline; a failure is also a warning the user sees.
+
+    A failing edit is still returned, not withheld: the editor shows it for review and it can
+    be undone, and a sandbox failure (a dependency that needs the network, say) is not always
+    the edit's fault. What must not happen is a failing edit that looks like a good one.
+    """
+    if verification is None:
+        return summary
+    headline = verification.headline()
+    if verification.passed is False:
+        warnings.append(headline)
+        ctx.progress.warn(headline)
+    return f"{summary}\n\n{headline}"
