@@ -126,7 +126,7 @@ def attacks(lay: Layout, url: str) -> list[tuple[str, str, dict[str, Any]]]:
         "    found.append(repr(dict(os.environ)))\n"
         "    try:\n"
         f"        urllib.request.urlopen({url + '?from-sandbox'!r}, timeout=3)\n"
-        "        found.append('NETWORK REACHED')\n"
+        "        found.append('NETWORK' + ' REACHED')\n"
         "    except Exception as exc:\n"
         "        found.append(f'network: {exc}')\n"
         "    print(found)\n"
