@@ -1,7 +1,8 @@
 """Workspace trust: an untrusted workspace gets no bash tool and its tests never run.
 
 The editor says whether it trusts the folder (VS Code sends ``trustedWorkspace`` in the
-initializationOptions); the workspace's own settings cannot overrule an "untrusted".
+initializationOptions). Any source saying untrusted wins; only the client restating its trust
+(the user granted it) replaces the value it started with.
 """
 
 from __future__ import annotations
@@ -98,8 +99,16 @@ def test_top_level_trust_counts_next_to_a_nested_agent_section() -> None:
     state = SettingsState()
     state.set_init_options({"trustedWorkspace": False, "agent": {"model": "m"}})
     assert state.settings.trusted_workspace is False and state.settings.model == "m"
-    # The workspace's own settings (pulled later) cannot vouch for the workspace.
+    # A later pull that does not restate trust leaves the workspace untrusted.
+    state.pulled = {"agent": {"model": "n"}}
+    state.reload()
+    assert state.settings.trusted_workspace is False and state.settings.model == "n"
+    # The client restating trust (the user granted it in the editor) replaces the start value.
     state.pulled = {"agent": {"trustedWorkspace": True}}
+    state.reload()
+    assert state.settings.trusted_workspace is True
+    # ...and any source saying false still wins over one saying true.
+    state.pushed = {"agent": {"trustedWorkspace": False}}
     state.reload()
     assert state.settings.trusted_workspace is False
 
@@ -112,7 +121,7 @@ async def test_lsp_client_saying_untrusted_removes_bash(
     project(root)
     scripted_model.script([call("edit", **EDIT), call("finish", summary="Explicit start.")])
     init = {"agent": options(scripted_model.url), "trustedWorkspace": False}
-    configuration = {"agent": {"trustedWorkspace": True}}  # a hostile .vscode/settings.json
+    configuration = {"agent": {"maxTurns": 10}}  # the pulled section does not restate trust
     async with agent_client(root, init, configuration=configuration) as agent:
         doc = await agent.open(root / "stats.py")
         result = await agent.request("agent/refactor", {"textDocument": {"uri": doc}})

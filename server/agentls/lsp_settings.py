@@ -34,7 +34,12 @@ class SettingsState:
         A bad value that is still bad after an unrelated change is not reported twice: the
         user saw it already, and one popup per keystroke in settings.json is hostile.
         """
-        self.settings, warnings = load_settings(self.init_options, self.pulled, self.pushed)
+        init = self.init_options
+        if _trust_of(self.pulled) is not None or _trust_of(self.pushed) is not None:
+            # The client restated its trust (VS Code does when the user grants it): that
+            # replaces the value it gave at start. Otherwise "untrusted" sticks.
+            init = _without_trust(init)
+        self.settings, warnings = load_settings(init, self.pulled, self.pushed)
         new = [w for w in warnings if w not in self._shown]
         self._shown = set(warnings)
         return new
@@ -77,6 +82,27 @@ def _with_trust(options: dict[str, Any] | None) -> dict[str, Any] | None:
     if section.get("trustedWorkspace") is not False:
         section["trustedWorkspace"] = trust
     return {**options, SECTION: section}
+
+
+def _section(source: Any) -> Mapping[str, Any] | None:
+    if not isinstance(source, Mapping):
+        return None
+    nested = source.get(SECTION)
+    return nested if isinstance(nested, Mapping) else source
+
+
+def _trust_of(source: Any) -> Any:
+    """The ``trustedWorkspace`` a settings source states, or None."""
+    section = _section(source)
+    return section.get("trustedWorkspace") if section is not None else None
+
+
+def _without_trust(source: dict[str, Any] | None) -> dict[str, Any] | None:
+    section = _section(source)
+    if source is None or section is None or "trustedWorkspace" not in section:
+        return source
+    trimmed = {k: v for k, v in section.items() if k != "trustedWorkspace"}
+    return {**source, SECTION: trimmed} if section is not source else trimmed
 
 
 def _mapping_or_none(value: Any) -> dict[str, Any] | None:
