@@ -153,6 +153,15 @@ async def test_copy_respects_gitignore_skips_secrets_caches_and_big_files(projec
     assert stats.skipped_big == ["data/huge.bin"]
 
 
+async def test_an_unstaged_secret_file_is_not_restored_into_the_copy(project: Path) -> None:
+    (project / ".env").write_text("API_TOKEN=s3cr3t\n")
+    async with Sandbox(project, fast(exclude=Settings().secret_files)) as sandbox:
+        await sandbox.sync({".env": "X=1\n"})
+        assert (sandbox.work / ".env").read_text() == "X=1\n"
+        await sandbox.sync({})
+        assert not (sandbox.work / ".env").exists()
+
+
 async def test_copy_refuses_staged_paths_that_leave_it(project: Path) -> None:
     async with Sandbox(project, fast()) as sandbox:
         for bad in ("../evil.py", "/etc/evil.py", "a/../../evil.py"):

@@ -974,7 +974,8 @@ class Sandbox:
         source = self.root / rel
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
-        if source.is_file() and not source.is_symlink():
+        excluded = _Excluder(self.config.exclude).excluded(rel)  # a secret never comes back
+        if source.is_file() and not source.is_symlink() and not excluded:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
 
