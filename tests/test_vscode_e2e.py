@@ -49,6 +49,7 @@ AFTER_REFACTOR = ORIGINAL.replace(TOTAL_BODY, "    return sum(items)")
 MEAN_GUARD = "    if len(items) == 0:\n        return 0"
 AFTER_MEAN_GUARD = "    if not items:\n        return 0.0"
 AFTER_CODE_ACTION = ORIGINAL.replace(MEAN_GUARD, AFTER_MEAN_GUARD)
+TEST_TEXT = "from calc import mean, total\n\n\ndef test_total():\n    assert total([1, 2]) == 3\n"
 EXPLANATION = "# What total does\n\nIt adds the items up, one by one."
 
 
@@ -150,6 +151,7 @@ def workbench(
                 "agent.backend": "ollama",
                 "agent.baseUrl": scripted_model.url,
                 "agent.model": MODEL,
+                "agent.testCommand": "",  # no verification runs: the script has no replies for them
             },
             indent=2,
         )
@@ -225,7 +227,10 @@ def test_vscode_extension_end_to_end(
             call("finish", summary="Simplified the empty check."),
             # Agent: Explain Selection.
             Reply(content=EXPLANATION),
-            # Agent: Generate Tests, cancelled from the progress notification.
+            # Agent: Generate Tests: a new file, through the Refactor Preview.
+            call("write", path="tests/test_calc.py", content=TEST_TEXT),
+            call("finish", summary="Added a test for total."),
+            # Agent: Generate Tests again, cancelled from the progress notification.
             Reply(content="Let me look at", hang=True),
         ]
     )
@@ -236,6 +241,7 @@ def test_vscode_extension_end_to_end(
         "chromium": CHROMIUM,
         "file": str(workbench["workspace"] / "calc.py"),
         "fileName": "calc.py",
+        "workspace": str(workbench["workspace"]),
         "model": MODEL,
         "screenshot": str(shot),
         "outDir": str(tmp_path),
@@ -251,6 +257,8 @@ def test_vscode_extension_end_to_end(
             "explanationName": "calc-explanation.md",
             "explanationText": "It adds the items up, one by one.",
             "progressText": "waiting for the model",
+            "testFile": "tests/test_calc.py",
+            "testText": TEST_TEXT,
         },
     }
     config_path = tmp_path / "drive.json"
@@ -303,14 +311,21 @@ def test_vscode_extension_end_to_end(
     assert "What total does" in steps["explain"]["previewText"]
     assert steps["explain"]["editorGroups"] >= 2
 
+    # Generate Tests created the test module through the preview (a new file, unticked too).
+    tests_dir = workbench["workspace"] / "tests"
+    assert steps["generateTests"]["preview"]["tickedAtFirst"] == [False]
+    assert any("test_calc.py" in row for row in steps["generateTests"]["preview"]["rows"])
+    assert (tests_dir / "test_calc.py").read_text() == TEST_TEXT
+
     # Cancel on the progress notification stopped the run: the model's stream was closed
-    # and no test file appeared.
+    # and nothing changed.
     assert "Agent: Generate tests" in steps["cancel"]["notification"]
     assert "turn 1/" in steps["cancel"]["notification"]
     assert scripted_model.wait_for_disconnect(timeout=10)
-    assert not (workbench["workspace"] / "tests").exists()
+    assert sorted(p.name for p in tests_dir.iterdir()) == ["test_calc.py"]
+    assert (tests_dir / "test_calc.py").read_text() == TEST_TEXT
     assert disk.read_text() == AFTER_CODE_ACTION
-    assert len(scripted_model.requests) == 6
+    assert len(scripted_model.requests) == 8
 
     # A crashed server: the user reads why and that it restarts; the new one answers.
     crash = steps["crash"]

@@ -100,6 +100,10 @@ class AgentExtension {
   private stopping = false;
   private statusSeq = 0;
   private readonly runs: Run[] = [];
+  /** Bumped for every new LanguageClient. */
+  private generation = 0;
+  /** A crashed server is waiting out its back-off or starting again. */
+  private restarting = false;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.output = vscode.window.createOutputChannel("agentls", { log: true });
@@ -177,6 +181,7 @@ class AgentExtension {
 
   async restart(): Promise<void> {
     this.restarts.reset();
+    this.restarting = false;
     await this.stopClient();
     this.statusItem.text = "$(hubot) agentls $(sync~spin)";
     await this.start();
@@ -240,6 +245,8 @@ class AgentExtension {
   }
 
   private createClient(): LanguageClient {
+    // Events of a client replaced meanwhile (Restart Server) must not restart anything.
+    const generation = ++this.generation;
     const clientOptions: LanguageClientOptions = {
       documentSelector: [{ scheme: "file" }],
       outputChannel: this.output,
@@ -261,7 +268,10 @@ class AgentExtension {
           this.output.error(`connection error: ${error.message}`);
           return { action: (count ?? 0) <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown, handled: true };
         },
-        closed: () => this.onServerClosed(),
+        closed: () =>
+          generation === this.generation
+            ? this.onServerClosed()
+            : { action: CloseAction.DoNotRestart, handled: true },
       },
       middleware: {
         workspace: {
@@ -321,8 +331,15 @@ class AgentExtension {
     };
     const client = new LanguageClient("agent", "agentls", () => this.spawnServer(), clientOptions);
     client.onDidChangeState((event) => {
+      if (generation !== this.generation) {
+        return;
+      }
       if (event.newState === State.Running) {
         this.initialized = true;
+        this.restarting = false;
+        void this.refreshStatus();
+      } else if (event.newState === State.Stopped) {
+        this.restarting = false;
       }
     });
     return client;
@@ -363,14 +380,15 @@ class AgentExtension {
     this.statusItem.tooltip = `agentls: the server ${exit}\n${why}`;
     this.output.error(`the server ${exit}. Last lines on stderr:\n${why}`);
     if (decision.restart) {
+      this.restarting = true;
       const seconds = Math.round(decision.delayMs / 100) / 10;
       void this.tellUser(`agentls: the server ${exit}${last}. Restarting in ${seconds}s.`);
       await new Promise((resolve) => setTimeout(resolve, decision.delayMs));
       if (this.stopping) {
+        this.restarting = false;
         return { action: CloseAction.DoNotRestart, handled: true };
       }
-      setTimeout(() => void this.refreshStatus(), 2000);
-      return { action: CloseAction.Restart, handled: true };
+      return { action: CloseAction.Restart, handled: true }; // restarting ends at Running
     }
     const reason =
       decision.reason === "never-started"
@@ -393,6 +411,11 @@ class AgentExtension {
   // ---- commands ---------------------------------------------------------------------------
 
   private async readyClient(): Promise<LanguageClient> {
+    // A crash restart under way: wait for it rather than start a second server beside it.
+    const deadline = Date.now() + 30_000;
+    while ((this.restarting || this.client?.state === State.Starting) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     if (!this.client || this.client.state !== State.Running) {
       await this.restart();
     }

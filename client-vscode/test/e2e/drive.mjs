@@ -89,7 +89,8 @@ async function runFromPalette(title) {
 
 /** Open the sample file from the explorer (a double click keeps its tab). */
 async function openFile() {
-  const row = page.locator(".explorer-folders-view .monaco-list-row", { hasText: config.fileName }).first();
+  const name = page.locator(".label-name", { hasText: new RegExp(`^${config.fileName.replace(".", "\\.")}$`) });
+  const row = page.locator(".explorer-folders-view .monaco-list-row").filter({ has: name }).first();
   await row.waitFor({ timeout: 30000 });
   await row.dblclick();
   await waitFor("the file in an editor", async () => {
@@ -99,7 +100,7 @@ async function openFile() {
 }
 
 async function focusEditor() {
-  await page.locator(".editor-group-container.active .monaco-editor .view-lines").first().click({ position: { x: 400, y: 5 } });
+  await page.locator(".editor-group-container.active .monaco-editor .view-lines").first().click({ position: { x: 60, y: 5 } });
 }
 
 /** Select whole lines [from, to] (1-based) with the keyboard. */
@@ -230,9 +231,27 @@ await step("explain", async () => {
   return { tab, tabs: await tabTitles(), previewText: heading, editorGroups: groups };
 });
 
-await step("cancel", async () => {
+await step("generateTests", async () => {
   await page.keyboard.press("Control+1"); // back to the code, left of the preview
-  await waitFor("calc.py focused", async () => (await page.locator(".editor-group-container.active .tab.active").textContent())?.includes(config.fileName));
+  await openFile();
+  await focusEditor();
+  await page.keyboard.press("Control+Home"); // no selection: tests for the whole file
+  await runFromPalette("Agent: Generate Tests");
+  const preview = await acceptRefactorPreview(null);
+  const testFile = join(config.workspace, config.expect.testFile);
+  const onDisk = await waitFor("the generated test file on disk", async () => {
+    try {
+      const text = readFileSync(testFile, "utf8");
+      return text === config.expect.testText ? text : false;
+    } catch {
+      return false;
+    }
+  });
+  return { preview, disk: onDisk, tabs: await tabTitles() };
+});
+
+await step("cancel", async () => {
+  await openFile();
   await runFromPalette("Agent: Generate Tests");
   const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "Agent: Generate tests" }).first();
   await toast.waitFor({ state: "visible", timeout: 20000 });
