@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,37 +128,32 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: f
     raise AssertionError(f"code-server did not answer /healthz in {timeout}s:\n{log.read_text()}")
 
 
-@pytest.fixture
-def workbench(
-    code_server: Path, vsix: Path, scripted_model: ScriptedModelServer, tmp_path: Path
+def _user_settings(**agent: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "workbench.startupEditor": "none",
+        "workbench.tips.enabled": False,
+        "extensions.ignoreRecommendations": True,
+        "telemetry.telemetryLevel": "off",
+        "security.workspace.trust.enabled": False,
+    }
+    settings.update({f"agent.{key}": value for key, value in agent.items()})
+    return settings
+
+
+@contextmanager
+def _workbench(
+    code_server: Path, vsix: Path, tmp_path: Path, settings: dict[str, Any], env: dict[str, str]
 ) -> Iterator[dict[str, Any]]:
-    """code-server with the extension installed, user settings pointing at the scripted model,
-    and a workspace holding calc.py; stopped (process group) afterwards."""
+    """code-server with the extension installed, these user settings and a workspace holding
+    calc.py; stopped (the whole process group) afterwards."""
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     (workspace / "calc.py").write_text(ORIGINAL)
     data = tmp_path / "data"
-    settings = data / "user" / "User" / "settings.json"
-    settings.parent.mkdir(parents=True)
-    settings.write_text(
-        json.dumps(
-            {
-                "workbench.startupEditor": "none",
-                "workbench.tips.enabled": False,
-                "extensions.ignoreRecommendations": True,
-                "telemetry.telemetryLevel": "off",
-                "security.workspace.trust.enabled": False,
-                "agent.pythonPath": sys.executable,
-                "agent.backend": "ollama",
-                "agent.baseUrl": scripted_model.url,
-                "agent.model": MODEL,
-                "agent.testCommand": "",  # no verification runs: the script has no replies for them
-            },
-            indent=2,
-        )
-    )
-    env = server_env(tmp_path / "cache")  # this tree's server; explanations in tmp
-    env["XDG_DATA_HOME"] = str(tmp_path / "xdg-data")
+    settings_file = data / "user" / "User" / "settings.json"
+    settings_file.parent.mkdir(parents=True)
+    settings_file.write_text(json.dumps(settings, indent=2))
+    env = {**env, "XDG_DATA_HOME": str(tmp_path / "xdg-data")}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg-config")
     common = [
         str(code_server),
@@ -208,6 +204,60 @@ def workbench(
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.fixture
+def workbench(
+    code_server: Path, vsix: Path, scripted_model: ScriptedModelServer, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
+    """The extension runs this tree's server with the test's Python against the scripted
+    model; explanations go to a private cache."""
+    settings = _user_settings(
+        pythonPath=sys.executable,
+        backend="ollama",
+        baseUrl=scripted_model.url,
+        model=MODEL,
+        testCommand="",  # no verification runs: the script has no replies for them
+    )
+    with _workbench(code_server, vsix, tmp_path, settings, server_env(tmp_path / "cache")) as wb:
+        yield wb
+
+
+def _drive(config: dict[str, Any], tmp_path: Path, workbench: dict[str, Any]) -> dict[str, Any]:
+    """Run drive.mjs with this config; its report, or an AssertionError telling what failed."""
+    report_path = tmp_path / "report.json"
+    config = {
+        **config,
+        "url": workbench["url"],
+        "chromium": CHROMIUM,
+        "file": str(workbench["workspace"] / "calc.py"),
+        "fileName": "calc.py",
+        "workspace": str(workbench["workspace"]),
+        "outDir": str(tmp_path),
+        "report": str(report_path),
+        "codeServerPid": workbench["pid"],
+    }
+    config_path = tmp_path / "drive.json"
+    config_path.write_text(json.dumps(config))
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["node", str(CLIENT / "test" / "e2e" / "drive.mjs"), str(config_path)],
+        cwd=CLIENT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    elapsed = time.monotonic() - started
+    report: dict[str, Any] = (
+        json.loads(report_path.read_text()) if report_path.exists() else {"steps": {}}
+    )
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"driving VS Code failed after {elapsed:.0f}s:\n{proc.stdout[-4000:]}\n"
+            f"{proc.stderr[-4000:]}\nreport: {json.dumps(report.get('failure'), indent=1)}\n"
+            f"agentls output:\n{_agentls_log(workbench['data'])}"
+        )
+    return report
+
+
 def _agentls_log(data: Path) -> str:
     """The extension's Output channel ("agentls"), as code-server saved it."""
     logs = sorted((data / "user" / "logs").rglob("*agentls*.log"))
@@ -235,18 +285,10 @@ def test_vscode_extension_end_to_end(
         ]
     )
     shot = tmp_path / "refactor-preview.png"
-    report_path = tmp_path / "report.json"
     config = {
-        "url": workbench["url"],
-        "chromium": CHROMIUM,
-        "file": str(workbench["workspace"] / "calc.py"),
-        "fileName": "calc.py",
-        "workspace": str(workbench["workspace"]),
+        "scenario": "user",
         "model": MODEL,
         "screenshot": str(shot),
-        "outDir": str(tmp_path),
-        "report": str(report_path),
-        "codeServerPid": workbench["pid"],
         "expect": {
             "firstLine": "def total(items):",
             "original": ORIGINAL,
@@ -261,26 +303,7 @@ def test_vscode_extension_end_to_end(
             "testText": TEST_TEXT,
         },
     }
-    config_path = tmp_path / "drive.json"
-    config_path.write_text(json.dumps(config))
-    started = time.monotonic()
-    proc = subprocess.run(
-        ["node", str(CLIENT / "test" / "e2e" / "drive.mjs"), str(config_path)],
-        cwd=CLIENT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    elapsed = time.monotonic() - started
-    report: dict[str, Any] = (
-        json.loads(report_path.read_text()) if report_path.exists() else {"steps": {}}
-    )
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"driving VS Code failed after {elapsed:.0f}s:\n{proc.stdout[-4000:]}\n"
-            f"{proc.stderr[-4000:]}\nreport: {json.dumps(report.get('failure'), indent=1)}\n"
-            f"agentls output:\n{_agentls_log(workbench['data'])}"
-        )
+    report = _drive(config, tmp_path, workbench)
     steps = report["steps"]
     disk = workbench["workspace"] / "calc.py"
 
@@ -338,3 +361,20 @@ def test_vscode_extension_end_to_end(
     docs_shot = os.environ.get("AGENTLS_SAVE_SCREENSHOT")
     if docs_shot:  # refresh docs/img/vscode-refactor-preview.png by hand
         shutil.copyfile(shot, docs_shot)
+
+
+def test_vscode_says_why_a_python_without_agentls_cannot_start_the_server(
+    code_server: Path, vsix: Path, tmp_path: Path
+) -> None:
+    bare = tmp_path / "bare"  # a real interpreter that has no agentls
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    settings = _user_settings(pythonPath=str(bare / "bin" / "python"), model=MODEL)
+    with _workbench(code_server, vsix, tmp_path, settings, env) as workbench:
+        report = _drive({"scenario": "broken-python"}, tmp_path, workbench)
+    message = report["steps"]["brokenPython"]["message"]
+    assert f"{bare}/bin/python -m agentls (from agent.pythonPath)" in message
+    assert "No module named agentls" in message
+    assert "pip install agentls" in message and "agent.pythonPath" in message
+    assert report["steps"]["brokenPython"]["buttons"] == ["Show Output", "Restart Server"]
+    assert "did not start" in report["steps"]["brokenPython"]["statusBar"]

@@ -104,6 +104,8 @@ class AgentExtension {
   private generation = 0;
   /** A crashed server is waiting out its back-off or starting again. */
   private restarting = false;
+  /** The client generation whose failure the user was last told about. */
+  private toldGeneration = -1;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.output = vscode.window.createOutputChannel("agentls", { log: true });
@@ -171,9 +173,20 @@ class AgentExtension {
     try {
       await this.client.start();
     } catch (error) {
+      const generation = this.generation;
       this.statusItem.text = "$(hubot) agentls $(error)";
       this.statusItem.tooltip = "agentls: the language server did not start; click for details";
       this.output.error(`starting the server failed: ${String(error)}`);
+      // The close handler may be explaining this very failure (it waits for the exit status).
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      if (this.toldGeneration !== generation && generation === this.generation) {
+        const tail = this.stderrTail.last(1)[0] ?? (error instanceof Error ? error.message : String(error));
+        const interpreter = this.interpreter ? describeInterpreter(this.interpreter) : "the server";
+        void this.tellUser(
+          `agentls: could not start ${interpreter}: ${tail}. ` +
+            "Install agentls into that Python (pip install agentls) or set agent.pythonPath.",
+        );
+      }
       return;
     }
     void this.refreshStatus();
@@ -400,6 +413,7 @@ class AgentExtension {
   }
 
   private async tellUser(message: string): Promise<void> {
+    this.toldGeneration = this.generation;
     const choice = await vscode.window.showErrorMessage(message, "Show Output", "Restart Server");
     if (choice === "Show Output") {
       this.output.show(true);

@@ -164,6 +164,29 @@ async function step(name, fn) {
   }
 }
 
+async function finish() {
+  report.total = (Date.now() - started) / 1000;
+  save();
+  log("all steps passed");
+  await browser.close();
+  process.exit(0);
+}
+
+if (config.scenario === "broken-python") {
+  // agent.pythonPath names a Python without agentls: the user is told why and what to do.
+  await step("brokenPython", async () => {
+    await page.goto(config.url, { waitUntil: "domcontentloaded" });
+    await page.locator(".monaco-workbench").waitFor({ timeout: 60000 });
+    const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "pip install agentls" }).first();
+    await toast.waitFor({ state: "visible", timeout: 30000 });
+    const message = await toast.locator(".notification-list-item-message").innerText();
+    const buttons = await toast.locator(".monaco-button").allTextContents();
+    const items = await page.$$eval(".statusbar-item", (els) => els.map((e) => e.getAttribute("aria-label") ?? e.textContent ?? ""));
+    return { message, buttons, statusBar: items.filter((t) => t.includes("agentls")).join(" | ") };
+  });
+  await finish();
+}
+
 await step("open", async () => {
   await page.goto(config.url, { waitUntil: "domcontentloaded" });
   await page.locator(".monaco-workbench").waitFor({ timeout: 60000 });
@@ -308,7 +331,4 @@ await step("crash", async () => {
   return { message, oldPid: pid, newPid: restarted, status: await status.locator(".notification-list-item-message").innerText() };
 });
 
-report.total = (Date.now() - started) / 1000;
-save();
-log("all steps passed");
-await browser.close();
+await finish();
