@@ -377,4 +377,4 @@ def test_vscode_says_why_a_python_without_agentls_cannot_start_the_server(
     assert "No module named agentls" in message
     assert "pip install agentls" in message and "agent.pythonPath" in message
     assert report["steps"]["brokenPython"]["buttons"] == ["Show Output", "Restart Server"]
-    assert "did not start" in report["steps"]["brokenPython"]["statusBar"]
+    assert "agentls  error" in report["steps"]["brokenPython"]["statusBar"]  # $(error) icon

@@ -276,6 +276,11 @@ class AgentExtension {
           });
         },
       },
+      // No retry and no generic "initialization failed" popup: the close handler says why.
+      initializationFailedHandler: (error) => {
+        this.output.error(`initialize failed: ${error instanceof Error ? error.message : String(error)}`);
+        return false;
+      },
       errorHandler: {
         error: (error, _message, count): ErrorHandlerResult => {
           this.output.error(`connection error: ${error.message}`);
@@ -414,6 +419,7 @@ class AgentExtension {
 
   private async tellUser(message: string): Promise<void> {
     this.toldGeneration = this.generation;
+    this.output.error(message);
     const choice = await vscode.window.showErrorMessage(message, "Show Output", "Restart Server");
     if (choice === "Show Output") {
       this.output.show(true);
