@@ -301,7 +301,9 @@ def test_vscode_extension_end_to_end(
             "progressText": "waiting for the model",
             "testFile": "tests/test_calc.py",
             "testText": TEST_TEXT,
+            "otherModel": "gemma4:26b-a4b-it-qat",
         },
+        "settingsFile": str(workbench["data"] / "user" / "User" / "settings.json"),
     }
     report = _drive(config, tmp_path, workbench)
     steps = report["steps"]
@@ -357,6 +359,13 @@ def test_vscode_extension_end_to_end(
     assert crash["newPid"] != crash["oldPid"]
     assert f"{MODEL} on ollama at {scripted_model.url}" in crash["status"]
     assert "is ready" in crash["status"]
+
+    # A change in the Settings UI reaches the running server: the status bar names the new model and
+    # warns that the backend does not have it; still the same single server process.
+    live = steps["liveSettings"]
+    assert "gemma4:26b-a4b-it-qat" in live["statusBar"] and "warning" in live["statusBar"]
+    assert live["servers"] == 1
+    assert '"agent.model": "gemma4:26b-a4b-it-qat"' in live["settingsFile"]
 
     docs_shot = os.environ.get("AGENTLS_SAVE_SCREENSHOT")
     if docs_shot:  # refresh docs/img/vscode-refactor-preview.png by hand

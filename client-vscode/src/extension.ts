@@ -151,6 +151,7 @@ class AgentExtension {
           this.output.info("agent.pythonPath changed: restarting the server");
           await this.restart();
         } else if (affectsServer(this.keys, (name) => event.affectsConfiguration(name))) {
+          this.output.info("agent settings changed: sending them to the server");
           // The languageclient sends didChangeConfiguration (see middleware); then re-check.
           setTimeout(() => void this.refreshStatus(), 300);
         }

@@ -331,4 +331,22 @@ await step("crash", async () => {
   return { message, oldPid: pid, newPid: restarted, status: await status.locator(".notification-list-item-message").innerText() };
 });
 
+await step("liveSettings", async () => {
+  // Change agent.model in the Settings UI: the running server gets it without a restart and
+  // the status bar names the new model (with a warning: the backend does not have it).
+  await runFromPalette("Preferences: Open User Settings");
+  await page.locator(".settings-editor").waitFor({ state: "visible" });
+  await page.keyboard.type("agent.model");
+  const input = page.locator(".settings-editor .setting-item-text input").first();
+  await input.waitFor({ state: "visible" });
+  await waitFor("the Model setting", async () => (await input.inputValue()) === config.model);
+  await input.fill(config.expect.otherModel);
+  await page.keyboard.press("Tab");
+  const item = await waitFor("the status bar to show the new model", async () => {
+    const items = await page.$$eval(".statusbar-item", (els) => els.map((e) => e.getAttribute("aria-label") ?? ""));
+    return items.find((t) => t.includes(config.expect.otherModel));
+  }, 20000);
+  return { statusBar: item, servers: agentServers().length, settingsFile: readFileSync(config.settingsFile, "utf8") };
+});
+
 await finish();
