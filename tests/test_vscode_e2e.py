@@ -50,6 +50,8 @@ AFTER_REFACTOR = ORIGINAL.replace(TOTAL_BODY, "    return sum(items)")
 MEAN_GUARD = "    if len(items) == 0:\n        return 0"
 AFTER_MEAN_GUARD = "    if not items:\n        return 0.0"
 AFTER_CODE_ACTION = ORIGINAL.replace(MEAN_GUARD, AFTER_MEAN_GUARD)
+AFTER_REFACTOR_SELECTION = AFTER_CODE_ACTION.replace(TOTAL_BODY, "    return sum(items)")
+INSTRUCTION = "use the built-in sum"
 TEST_TEXT = "from calc import mean, total\n\n\ndef test_total():\n    assert total([1, 2]) == 3\n"
 EXPLANATION = "# What total does\n\nIt adds the items up, one by one."
 
@@ -280,6 +282,9 @@ def test_vscode_extension_end_to_end(
             # Agent: Generate Tests: a new file, through the Refactor Preview.
             call("write", path="tests/test_calc.py", content=TEST_TEXT),
             call("finish", summary="Added a test for total."),
+            # Agent: Refactor Selection... on total(), with an instruction.
+            call("edit", path="calc.py", old_text=TOTAL_BODY, new_text="    return sum(items)"),
+            call("finish", summary="Used sum()."),
             # Agent: Generate Tests again, cancelled from the progress notification.
             Reply(content="Let me look at", hang=True),
         ]
@@ -302,6 +307,8 @@ def test_vscode_extension_end_to_end(
             "testFile": "tests/test_calc.py",
             "testText": TEST_TEXT,
             "otherModel": "gemma4:26b-a4b-it-qat",
+            "instruction": INSTRUCTION,
+            "afterRefactorSelection": AFTER_REFACTOR_SELECTION,
         },
         "settingsFile": str(workbench["data"] / "user" / "User" / "settings.json"),
     }
@@ -329,7 +336,7 @@ def test_vscode_extension_end_to_end(
     actions = steps["codeAction"]["actions"]
     assert any("Agent: Refactor" in a for a in actions)
     assert any("Agent: Explain" in a for a in actions)
-    assert disk.read_text() == AFTER_CODE_ACTION
+    assert steps["codeAction"]["disk"] == AFTER_CODE_ACTION
 
     # The explanation opened as a Markdown preview beside the code.
     assert "calc-explanation.md" in steps["explain"]["tab"]
@@ -342,6 +349,11 @@ def test_vscode_extension_end_to_end(
     assert any("test_calc.py" in row for row in steps["generateTests"]["preview"]["rows"])
     assert (tests_dir / "test_calc.py").read_text() == TEST_TEXT
 
+    # Refactor Selection... asked for an instruction, which reached the model with the range.
+    assert steps["refactorSelection"]["disk"] == AFTER_REFACTOR_SELECTION
+    selection_prompt = json.dumps(scripted_model.requests[7]["messages"])
+    assert INSTRUCTION in selection_prompt
+
     # Cancel on the progress notification stopped the run: the model's stream was closed
     # and nothing changed.
     assert "Agent: Generate tests" in steps["cancel"]["notification"]
@@ -349,8 +361,8 @@ def test_vscode_extension_end_to_end(
     assert scripted_model.wait_for_disconnect(timeout=10)
     assert sorted(p.name for p in tests_dir.iterdir()) == ["test_calc.py"]
     assert (tests_dir / "test_calc.py").read_text() == TEST_TEXT
-    assert disk.read_text() == AFTER_CODE_ACTION
-    assert len(scripted_model.requests) == 8
+    assert disk.read_text() == AFTER_REFACTOR_SELECTION
+    assert len(scripted_model.requests) == 10
 
     # A crashed server: the user reads why and that it restarts; the new one answers.
     crash = steps["crash"]

@@ -273,6 +273,21 @@ await step("generateTests", async () => {
   return { preview, disk: onDisk, tabs: await tabTitles() };
 });
 
+await step("refactorSelection", async () => {
+  await page.keyboard.press("Control+1");
+  await openFile();
+  await selectLines(1, 5);
+  await runFromPalette("Agent: Refactor Selection...");
+  // The instruction box.
+  const box = page.locator(".quick-input-widget input");
+  await waitFor("the instruction prompt", async () => (await page.locator(".quick-input-widget").innerText()).includes("How should the selected code change?"));
+  await box.fill(config.expect.instruction);
+  await page.keyboard.press("Enter");
+  const preview = await acceptRefactorPreview(null);
+  const onDisk = await waitFor("the selection's refactor on disk", async () => (disk() === config.expect.afterRefactorSelection ? disk() : false));
+  return { preview, disk: onDisk };
+});
+
 await step("cancel", async () => {
   await openFile();
   await runFromPalette("Agent: Generate Tests");
