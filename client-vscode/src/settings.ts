@@ -66,7 +66,10 @@ export function serverKeys(properties: Record<string, unknown>, section = SECTIO
 }
 
 export interface SendOptions {
-  /** VS Code's workspace trust; an untrusted workspace always sends trustedWorkspace: false. */
+  /**
+   * VS Code's workspace trust: untrusted always sends trustedWorkspace: false; trusted sends
+   * the user's value, else true.
+   */
   workspaceTrusted?: boolean;
 }
 
@@ -98,8 +101,14 @@ export function toServerSettings(
     }
     out[spec.key] = value;
   }
-  if (options.workspaceTrusted === false && specs.some((s) => s.key === "trustedWorkspace")) {
-    out["trustedWorkspace"] = false;
+  if (specs.some((s) => s.key === "trustedWorkspace")) {
+    if (options.workspaceTrusted === false) {
+      out["trustedWorkspace"] = false;
+    } else if (options.workspaceTrusted === true && out["trustedWorkspace"] === undefined) {
+      // Restate trust: the server keeps a start-time "untrusted" until the client says
+      // otherwise, which is what granting trust later must undo (docs/security.md).
+      out["trustedWorkspace"] = true;
+    }
   }
   return out;
 }

@@ -60,7 +60,12 @@ test("an untrusted workspace always sends trustedWorkspace: false", () => {
   const trustedSetting = (key: string) => (key === "trustedWorkspace" ? true : undefined);
   assert.deepEqual(toServerSettings(specs, trustedSetting, { workspaceTrusted: false }), { trustedWorkspace: false });
   assert.deepEqual(toServerSettings(specs, trustedSetting, { workspaceTrusted: true }), { trustedWorkspace: true });
-  assert.deepEqual(toServerSettings(specs, () => undefined, { workspaceTrusted: true }), {});
+  // Trusted (e.g. trust granted after start): restated, so a start-time "untrusted" is lifted.
+  assert.deepEqual(toServerSettings(specs, () => undefined, { workspaceTrusted: true }), { trustedWorkspace: true });
+  // The user's own false still wins.
+  const distrust = (key: string) => (key === "trustedWorkspace" ? false : undefined);
+  assert.deepEqual(toServerSettings(specs, distrust, { workspaceTrusted: true }), { trustedWorkspace: false });
+  assert.deepEqual(toServerSettings(specs, () => undefined), {});
 });
 
 test("only asked-for keys are read", () => {
