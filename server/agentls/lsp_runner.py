@@ -170,6 +170,11 @@ class AgentRunner:
                     annotate=client_supports_annotations(self._ls),
                 )
             end_message = "Done"
+            if edit is not None and edit.document_changes:
+                # The last report stays on screen while the editor shows its preview; the
+                # model is done by now, so say what the user is waiting for.
+                end_message = "Done: review the proposed changes"
+                progress.report(end_message, 100)
             return RunOutcome(kind=kind, result=result, edit=edit)
         except asyncio.CancelledError:
             end_message = "Cancelled"
