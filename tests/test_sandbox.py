@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
-import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -362,33 +359,6 @@ async def test_users_home_and_disk_are_hidden_or_read_only(project: Path, tmp_pa
 
 
 # -- network -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def listener() -> Iterator[tuple[int, list[bytes]]]:
-    """A TCP server on 127.0.0.1 that records what connects to it."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.2)
-    got: list[bytes] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                got.append(conn.recv(100) or b"(connected)")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], got
-    stop.set()
-    thread.join()
-    server.close()
 
 
 def connect_test(port: int) -> str:

@@ -46,6 +46,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agentls.settings import DEFAULT_ALLOWED_COMMANDS
+
 __all__ = [
     "DEFAULT_ALLOWED_COMMANDS",
     "CommandRefused",
@@ -59,19 +61,6 @@ __all__ = [
     "scrubbed_env",
 ]
 
-# The same list as ``agentls.settings.DEFAULT_ALLOWED_COMMANDS`` (a test keeps them equal);
-# repeated here so this module stays a leaf.
-DEFAULT_ALLOWED_COMMANDS: tuple[str, ...] = (
-    "pytest",
-    "python -m pytest",
-    "python3 -m pytest",
-    "ruff",
-    "mypy",
-    "node --test",
-    "npm test",
-    "go test",
-    "cargo test",
-)
 
 # Never copied: version control internals and caches the tools rebuild themselves.
 SKIP_DIRS = frozenset(

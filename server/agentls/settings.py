@@ -42,7 +42,7 @@ DEFAULT_SECRET_FILES: tuple[str, ...] = (
 )
 
 # Argv prefixes the bash tool runs (the test runners and linters of common languages).
-# ``agentls.sandbox.DEFAULT_ALLOWED_COMMANDS`` is the same list for code without settings.
+# The sandbox takes this list as its default too (SandboxConfig), for code without settings.
 DEFAULT_ALLOWED_COMMANDS: tuple[str, ...] = (
     "pytest",
     "python -m pytest",
