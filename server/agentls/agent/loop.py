@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from agentls.agent.context import TokenEstimator, fit_to_context, reply_reserve, tool_schema_chars
+from agentls.agent.progress import ProgressSink, TaskError
 from agentls.agent.prompts import REPEATED_CALL, SYSTEM_PROMPT, turns_left_warning
 from agentls.agent.stats import Stats
 from agentls.agent.toolmode import (
@@ -36,7 +37,6 @@ from agentls.llm.types import (
     ToolsUnsupported,
 )
 from agentls.settings import Settings
-from agentls.tasks.base import ProgressSink, TaskError
 
 # Tools that change the staged view; a repeat of any call after one of these is not a repeat.
 MUTATING_TOOLS = frozenset({"edit", "write"})

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+# Re-exported: the server and the CLI know these as parts of the task contract.
+from agentls.agent.progress import NullProgress as NullProgress
+from agentls.agent.progress import ProgressSink as ProgressSink
+from agentls.agent.progress import TaskError as TaskError
 from agentls.agent.stats import Stats
 from agentls.edits import FileChange
 from agentls.llm.types import ChatBackend
@@ -38,24 +42,6 @@ DocumentProvider = Callable[[Path], DocumentSnapshot | None]
 def no_documents(_path: Path) -> DocumentSnapshot | None:
     """A document provider for the CLI: nothing is open, everything comes from disk."""
     return None
-
-
-class ProgressSink(Protocol):
-    """Where a task reports what it is doing (an LSP progress bar, or stderr in the CLI)."""
-
-    def report(self, message: str, percentage: int | None = None) -> None: ...
-
-    def warn(self, message: str) -> None: ...
-
-
-class NullProgress:
-    """A progress sink that drops everything."""
-
-    def report(self, message: str, percentage: int | None = None) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -138,7 +124,3 @@ class EditResult:
     test_file: Path | None = None
     warnings: list[str] = field(default_factory=list)
     verification: Verification | None = None
-
-
-class TaskError(Exception):
-    """A task could not run (bad request, backend failure already explained)."""
