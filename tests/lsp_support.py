@@ -20,6 +20,30 @@ _ids = itertools.count(1)
 SERVER_DIR = Path(__file__).resolve().parents[1] / "server"
 MODEL = "gemma4:12b-it-qat"
 
+# The sample module most LSP tests refactor, and the body the scripted model rewrites.
+CALC = """\
+def total(items):
+    t = 0
+    for i in range(len(items)):
+        t = t + items[i]
+    return t
+
+
+def mean(items):
+    return total(items) / len(items)
+"""
+OLD_BODY = "    t = 0\n    for i in range(len(items)):\n        t = t + items[i]\n    return t"
+NEW_BODY = "    return sum(items)"
+
+
+def make_project(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A workspace folder ``tmp_path/proj`` holding ``files`` (relative path -> text)."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    for rel, text in files.items():
+        (root / rel).write_text(text)
+    return root
+
 
 def closed_port() -> int:
     """A local port nothing listens on (bound, then released)."""

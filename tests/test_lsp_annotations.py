@@ -14,6 +14,7 @@ from lsp_support import (
     apply_edits,
     call,
     document_changes,
+    make_project,
     options,
     text_edits_for,
     uri,
@@ -28,10 +29,7 @@ TEST_TEXT = "from calc import total\n\n\ndef test_total():\n    assert total([1,
 
 
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "calc.py").write_text(CALC)
-    return root
+    return make_project(tmp_path, {"calc.py": CALC})
 
 
 def refactor_script() -> list[Reply]:

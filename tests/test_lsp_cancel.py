@@ -9,17 +9,14 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
-from lsp_support import agent_client, options
+from lsp_support import agent_client, make_project, options
 from scripted_model import Reply, ScriptedModelServer
 
 CALC = "def total(items):\n    return sum(items)\n"
 
 
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "calc.py").write_text(CALC)
-    return root
+    return make_project(tmp_path, {"calc.py": CALC})
 
 
 def hanging() -> Reply:

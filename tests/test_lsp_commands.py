@@ -8,11 +8,13 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from lsp_support import (
+    OLD_BODY,
     agent_client,
     apply_edits,
     call,
     closed_port,
     lsp_range,
+    make_project,
     options,
     vscode_capabilities,
 )
@@ -25,14 +27,10 @@ def total(items):
         t = t + items[i]
     return t
 """
-OLD_BODY = "    t = 0\n    for i in range(len(items)):\n        t = t + items[i]\n    return t"
 
 
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "calc.py").write_text(CALC)
-    return root
+    return make_project(tmp_path, {"calc.py": CALC})
 
 
 def refactor_script() -> list[Reply]:

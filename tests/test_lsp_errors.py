@@ -13,35 +13,22 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
 from lsp_support import (
+    CALC,
+    NEW_BODY,
+    OLD_BODY,
     agent_client,
     apply_edits,
     call,
     closed_port,
     document_changes,
+    make_project,
     options,
 )
 from scripted_model import Reply, ScriptedModelServer
 
-CALC = """\
-def total(items):
-    t = 0
-    for i in range(len(items)):
-        t = t + items[i]
-    return t
-
-
-def mean(items):
-    return total(items) / len(items)
-"""
-OLD_BODY = "    t = 0\n    for i in range(len(items)):\n        t = t + items[i]\n    return t"
-NEW_BODY = "    return sum(items)"
-
 
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "calc.py").write_text(CALC)
-    return root
+    return make_project(tmp_path, {"calc.py": CALC})
 
 
 def tool_results(request: dict[str, Any]) -> list[str]:

@@ -8,28 +8,18 @@ from pathlib import Path
 from lsprotocol import types
 
 from lsp_support import (
+    CALC,
     agent_client,
     apply_edits,
     call,
     document_changes,
     lsp_range,
+    make_project,
     options,
     text_edits_for,
     uri,
 )
 from scripted_model import Reply, ScriptedModelServer
-
-CALC = """\
-def total(items):
-    t = 0
-    for i in range(len(items)):
-        t = t + items[i]
-    return t
-
-
-def mean(items):
-    return total(items) / len(items)
-"""
 
 SHAPES = """\
 import math
@@ -65,12 +55,7 @@ STATS_KEYS = {
 
 
 def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
-    root.mkdir()
-    (root / "calc.py").write_text(CALC)
-    (root / "shapes.py").write_text(SHAPES)
-    (root / "app.py").write_text(APP)
-    return root
+    return make_project(tmp_path, {"calc.py": CALC, "shapes.py": SHAPES, "app.py": APP})
 
 
 async def test_explain_returns_markdown_and_stats(
