@@ -196,6 +196,8 @@ class OpenAIBackend:
         }
         if request.tools:
             payload["tools"] = [_tool_to_wire(t) for t in request.tools]
+            if request.no_tool_calls:
+                payload["tool_choice"] = "none"
         if request.response_schema is not None:
             payload["response_format"] = {
                 "type": "json_schema",

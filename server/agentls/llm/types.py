@@ -52,6 +52,9 @@ class ChatRequest:
     response_schema: dict[str, Any] | None = None
     # Cap on generated tokens (Ollama num_predict, OpenAI max_tokens); None: the server's default.
     max_tokens: int | None = None
+    # True: the tools stay in the request (the cached prefix holds) but the model must answer in
+    # text (OpenAI tool_choice "none"; Ollama has no such switch, the prompt asks instead).
+    no_tool_calls: bool = False
 
 
 @dataclass
