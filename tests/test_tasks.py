@@ -211,14 +211,16 @@ async def test_turn_cap_warns_the_model_and_the_user(
     result = await run_refactor(ctx, TaskRequest(project / "stats.py"))
     await ctx.backend.aclose()
 
-    assert len(scripted_model.requests) == 4
+    # Four turns, then one call that asks for the model's answer.
+    assert len(scripted_model.requests) == 5
     # The note rides on the newest tool result, the last message the model sees.
     last = scripted_model.requests[2]["messages"][-1]
     assert last["role"] == "tool" and last["content"].endswith(
         "2 model turn(s) left. Make your last needed change now, then call finish with a summary."
     )
     assert any("used all 4 turns" in w for w in progress.warnings)
-    assert result.summary.startswith("No change")
+    assert result.summary.startswith("Stopped early: it reached the turn cap")
+    assert "Nothing was staged." in result.summary
 
 
 async def test_prefix_is_identical_across_turns_and_tasks(

@@ -107,7 +107,11 @@ async def test_auto_uses_constrained_when_ollama_says_no_tools(project: Path) ->
         ctx = ctx_for(server, project, tool_mode="auto")
         await run_explain(ctx, TaskRequest(project / "geo.py"))
         await ctx.backend.aclose()
-        assert "format" in server.requests[0] and "tools" not in server.requests[0]
+        # An explain's first call may answer in prose, so no grammar; the tools are listed in
+        # the system prompt instead of the tools API.
+        first = server.requests[0]
+        assert "tools" not in first and "format" not in first
+        assert '{"tool": NAME' in first["messages"][0]["content"]
 
 
 async def test_auto_falls_back_without_losing_the_turn_and_remembers(project: Path) -> None:
@@ -133,7 +137,9 @@ async def test_auto_falls_back_without_losing_the_turn_and_remembers(project: Pa
         ctx = ctx_for(server, project, "openai", tool_mode="auto")
         await run_explain(ctx, TaskRequest(project / "geo.py"))
         await ctx.backend.aclose()
-        assert "response_format" in server.requests[-1] and "tools" not in server.requests[-1]
+        # (an explain's first call may answer in prose: no grammar, tools in the system prompt)
+        again = server.requests[-1]
+        assert "tools" not in again and '{"tool": NAME' in again["messages"][0]["content"]
 
 
 async def test_native_mode_is_used_when_the_model_takes_tools(
@@ -173,11 +179,14 @@ async def test_prefix_is_byte_identical_across_turns_tasks_and_runs(
         await ctx.backend.aclose()
 
     def prefix(request: dict[str, Any]) -> str:
-        fixed = {k: request.get(k) for k in ("tools", "format")}
-        return json.dumps([request["messages"][0], fixed], sort_keys=True)
+        return json.dumps([request["messages"][0], request.get("tools")], sort_keys=True)
 
     assert len(scripted_model.requests) == 6
     assert len({prefix(r) for r in scripted_model.requests}) == 1
+    # The reply grammar is no part of the prompt (an explain's first call goes without one),
+    # but where it is sent it is the same every time.
+    grammars = {json.dumps(r["format"]) for r in scripted_model.requests if "format" in r}
+    assert len(grammars) == (1 if mode == "constrained" else 0)
 
 
 def test_fixed_prefix_is_small() -> None:

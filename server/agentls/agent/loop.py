@@ -12,9 +12,15 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
-from agentls.agent.context import TokenEstimator, fit_to_context, reply_reserve, tool_schema_chars
+from agentls.agent.context import ContextWindow, TokenEstimator, fit_to_context, tool_schema_chars
 from agentls.agent.progress import ProgressSink, TaskError
-from agentls.agent.prompts import REPEATED_CALL, SYSTEM_PROMPT, turns_left_warning
+from agentls.agent.prompts import (
+    FINAL_ANSWER,
+    MAX_REPEAT_TURNS,
+    REPEATED_CALL,
+    SYSTEM_PROMPT,
+    turns_left_warning,
+)
 from agentls.agent.stats import Stats
 from agentls.agent.toolmode import (
     Mode,
@@ -59,6 +65,9 @@ class LoopResult:
     stats: Stats
     messages: list[Message] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # "finished"; "turn_cap" or "looping" when the harness stopped the run and asked the model
+    # for its answer instead (``text`` then holds that answer).
+    stop_reason: str = "finished"
 
 
 @dataclass
@@ -91,6 +100,7 @@ async def run_loop(
     allowed_tools: Collection[str] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
     verify: Verify | None = None,
+    prose_first: bool = False,
 ) -> LoopResult:
     """Run the conversation for one task and return how it ended.
 
@@ -99,7 +109,12 @@ async def run_loop(
     ``verify`` runs each time the model finishes; feedback it returns goes back to the model
     as a user message and the run goes on, at most ``settings.repair_turns`` times, each such
     round granted at least ``REPAIR_ROUND_TURNS`` more model calls beyond ``max_turns``.
-    Cancellation (``asyncio.CancelledError``) propagates untouched, closing the model stream.
+    ``prose_first``: the first call may answer in prose even in constrained mode (the file is
+    already in the first message, so an explanation needs no tool).
+    A run that reaches the turn cap, or that only repeats calls, ends with one more call that
+    asks the model for its answer with what it has; the tools stay in that request so the
+    cached prefix holds. Cancellation (``asyncio.CancelledError``) propagates untouched,
+    closing the model stream.
     """
     stats = Stats(backend=backend.name, model=backend.model, context_length=settings.context_length)
     started = time.monotonic()
@@ -118,11 +133,73 @@ async def run_loop(
     limit = settings.max_turns
     repairs = 0
     turn = 0
+    repeat_turns = 0  # consecutive turns whose every call repeated an earlier one
+    stop_reason = "finished"
 
     estimator = TokenEstimator()
-    budget = settings.context_length - min(
-        settings.max_output_tokens, reply_reserve(settings.context_length)
-    )
+    # Requests are fitted to the smaller of agent.contextLength and the window the server
+    # loaded; a model loaded just in time reports its window only after the first reply.
+    window = caller.window
+    budget = window.budget
+
+    async def learn_window() -> None:
+        nonlocal budget
+        note = await window.update(backend)
+        budget = window.budget
+        stats.context_length = window.length
+        if note:
+            warnings.append(note)
+            progress.warn(note)
+            log(note)
+
+    await learn_window()
+
+    def fit(history: list[Message]) -> list[Message]:
+        # The fitted list becomes the history, so elisions stick and the cached prefix stays
+        # byte-identical from one turn to the next.
+        overhead = caller.schema_chars()
+        fitted, elided = fit_to_context(history, budget, estimator, fixed_overhead_chars=overhead)
+        if elided:
+            log(f"elided {elided} old tool output(s) to stay within the context")
+        needed = estimator.estimate(fitted, overhead)
+        if needed > budget:
+            limit_by = (
+                "agent.contextLength"
+                if window.length == settings.context_length
+                else f"the {window.length}-token window the server loaded"
+            )
+            raise TaskError(
+                f"The request needs about {needed} tokens but {limit_by} leaves "
+                f"{budget} for the prompt. Raise agent.contextLength, or select less code."
+            )
+        return fitted
+
+    def on_event(ev: StreamEvent) -> None:
+        tps = ev.completion_tokens / ev.elapsed if ev.elapsed > 0 else None
+        prog.say(f"model writing ({ev.completion_tokens} tokens)", tps)
+
+    def account(history: list[Message], response: ChatResponse) -> None:
+        nonlocal warned_fill
+        sent = estimator.estimate(history, caller.schema_chars())
+        truncated = window.truncation(sent, response.usage.prompt_tokens)
+        if truncated:
+            # The server cut the prompt without an error: its reply answers another question.
+            raise TaskError(truncated)
+        estimator.calibrate(history, caller.schema_chars(), response.usage.prompt_tokens)
+        stats.model = backend.model
+        stats.add(response.usage)
+        fill = response.usage.prompt_tokens / window.length
+        prog.context_fill = fill
+        if fill > settings.context_warning and not warned_fill:
+            warned_fill = True
+            msg = (
+                f"The prompt filled {fill:.0%} of the {window.length}-token context; "
+                "the model may lose track. Raise agent.contextLength (and make sure the model "
+                "supports it), or select less code."
+            )
+            warnings.append(msg)
+            progress.warn(msg)
+            log(msg)
 
     while turn < limit:
         turn += 1
@@ -138,42 +215,10 @@ async def run_loop(
             else:
                 messages.append(Message("user", note))
         prog.say("waiting for the model")
-
-        def on_event(ev: StreamEvent) -> None:
-            tps = ev.completion_tokens / ev.elapsed if ev.elapsed > 0 else None
-            prog.say(f"model writing ({ev.completion_tokens} tokens)", tps)
-
-        # The fitted list becomes the history, so elisions stick and the cached prefix stays
-        # byte-identical from one turn to the next.
-        overhead = caller.schema_chars()
-        messages, elided = fit_to_context(
-            messages, budget, estimator, fixed_overhead_chars=overhead
-        )
-        if elided:
-            log(f"elided {elided} old tool output(s) to stay within the context")
-        needed = estimator.estimate(messages, overhead)
-        if needed > budget:
-            raise TaskError(
-                f"The request needs about {needed} tokens but agent.contextLength leaves "
-                f"{budget} for the prompt. Raise agent.contextLength, or select less code."
-            )
-        response, calls = await caller.call(messages, on_event)
-        estimator.calibrate(messages, caller.schema_chars(), response.usage.prompt_tokens)
-        stats.model = backend.model
-        stats.add(response.usage)
-        fill = response.usage.prompt_tokens / settings.context_length
-        prog.context_fill = fill
-        if fill > settings.context_warning and not warned_fill:
-            warned_fill = True
-            msg = (
-                f"The prompt filled {fill:.0%} of the {settings.context_length}-token context; "
-                "the model may lose track. Raise agent.contextLength (and make sure the model "
-                "supports it), or select less code."
-            )
-            warnings.append(msg)
-            progress.warn(msg)
-            log(msg)
-
+        messages = fit(messages)
+        response, calls = await caller.call(messages, on_event, free=prose_first and turn == 1)
+        await learn_window()
+        account(messages, response)
         if not calls:
             result_text = response.content.strip()
             finished = True
@@ -184,10 +229,12 @@ async def run_loop(
                     call_counter += 1
                     call.id = f"call_{call_counter}"
             messages.append(Message("assistant", response.content, tool_calls=list(calls)))
+            repeats = 0
             for call in calls:
                 stats.tool_calls += 1
                 prog.say(tools.describe(call), stats.tokens_per_second)
                 outcome = await _run_call(call, tools, allowed, seen)
+                repeats += outcome.output.startswith(REPEATED_CALL)
                 messages.append(
                     Message("tool", outcome.output, tool_call_id=call.id, name=call.name)
                 )
@@ -195,7 +242,11 @@ async def run_loop(
                     result_text = outcome.output
                     finished = True
                     break
+            repeat_turns = repeat_turns + 1 if repeats == len(calls) else 0
         if not finished:
+            if repeat_turns >= MAX_REPEAT_TURNS:
+                stop_reason = "looping"
+                break
             continue
         feedback = await verify() if verify is not None else None
         if feedback is None or repairs >= settings.repair_turns:
@@ -208,15 +259,30 @@ async def run_loop(
         limit = max(limit, turn + REPAIR_ROUND_TURNS)
         log(f"verification failed; repair round {repairs} of {settings.repair_turns}")
     if not finished:
-        msg = (
-            f"The model used all {limit} turns without finishing; the result "
-            "holds what it staged so far. Raise agent.maxTurns for larger tasks."
-        )
+        if stop_reason == "looping":
+            msg = (
+                f"The model repeated the same tool calls {repeat_turns} turns in a row, so the "
+                "run stopped there and asked it for its answer."
+            )
+        else:
+            stop_reason = "turn_cap"
+            msg = (
+                f"The model used all {limit} turns without finishing and was asked for its "
+                "answer with what it had. Raise agent.maxTurns for larger tasks."
+            )
         warnings.append(msg)
         progress.warn(msg)
+        prog.say("asking the model for its answer")
+        _ask_for_answer(messages)
+        messages = fit(messages)
+        response, calls = await caller.call(messages, on_event, final=True)
+        await learn_window()
+        account(messages, response)
+        result_text = _answer_text(response.content, calls)
+        messages.append(Message("assistant", response.content))
 
     stats.wall_time = time.monotonic() - started
-    return LoopResult(result_text, finished, stats, messages, warnings)
+    return LoopResult(result_text, finished, stats, messages, warnings, stop_reason)
 
 
 class _ModelCaller:
@@ -240,6 +306,7 @@ class _ModelCaller:
         self.log = log
         self.mode: Mode = "native"
         self.schema = response_schema(self.specs)
+        self.window = ContextWindow(settings.context_length, settings.max_output_tokens)
 
     async def start(self) -> None:
         """Decide the mode (may ask the server once per model and process)."""
@@ -256,23 +323,36 @@ class _ModelCaller:
             return SYSTEM_PROMPT
         return SYSTEM_PROMPT + "\n\n" + tools_prompt(self.specs)
 
-    def _request(self, messages: list[Message]) -> ChatRequest:
+    def _request(self, messages: list[Message], free: bool, final: bool) -> ChatRequest:
         native = self.mode == "native"
+        # Constrained mode drops the reply grammar when prose is welcome; the grammar is not
+        # part of the prompt, so the cached prefix is the same either way.
+        prose = free or final
         return ChatRequest(
             messages=list(messages) if native else render_constrained(messages),
             tools=self.specs if native else [],
-            context_length=self.settings.context_length,
+            context_length=self.window.length,
             temperature=self.settings.temperature,
-            response_schema=None if native else self.schema,
-            max_tokens=self.settings.max_output_tokens,
+            response_schema=None if native or prose else self.schema,
+            max_tokens=self.window.max_tokens,
+            no_tool_calls=final,
         )
 
     async def call(
-        self, messages: list[Message], on_event: Callable[[StreamEvent], None]
+        self,
+        messages: list[Message],
+        on_event: Callable[[StreamEvent], None],
+        *,
+        free: bool = False,
+        final: bool = False,
     ) -> tuple[ChatResponse, list[ToolCall]]:
-        """One model call; returns the reply and the tool calls found in it."""
+        """One model call; returns the reply and the tool calls found in it.
+
+        ``free``: a prose answer is as welcome as a tool call. ``final``: the model is asked
+        for its answer, no tool calls (those it makes anyway are still returned, for their text).
+        """
         try:
-            response = await self.backend.chat(self._request(messages), on_event)
+            response = await self.backend.chat(self._request(messages, free, final), on_event)
         except ToolsUnsupported:
             if self.settings.tool_mode != "auto" or self.mode != "native":
                 raise
@@ -280,7 +360,7 @@ class _ModelCaller:
             self.mode = "constrained"
             remember(self.backend, self.mode)
             messages[0] = Message("system", self.system_prompt())
-            response = await self.backend.chat(self._request(messages), on_event)
+            response = await self.backend.chat(self._request(messages, free, final), on_event)
         if self.mode == "constrained":
             return response, parse_reply(response.content, self.names)
         calls = response.tool_calls
@@ -289,6 +369,31 @@ class _ModelCaller:
             if calls:
                 self.log(f"recovered {len(calls)} tool call(s) written as text")
         return response, calls
+
+
+def _ask_for_answer(messages: list[Message]) -> None:
+    """Tell the model to stop calling tools and answer.
+
+    The note rides on the newest tool result or user message (not yet sent, so the cached prefix
+    is untouched): chat templates such as Gemma's require user and model turns to alternate.
+    """
+    if messages[-1].role in ("tool", "user"):
+        messages[-1].content += "\n\n" + FINAL_ANSWER
+    else:
+        messages.append(Message("user", FINAL_ANSWER))
+
+
+def _answer_text(content: str, calls: list[ToolCall]) -> str:
+    """The model's answer to the final call: its text, else the summary of a finish it made
+    anyway (servers without ``tool_choice`` may still get a call)."""
+    text = content.strip()
+    if calls and (not text or recover_tool_calls(text, [c.name for c in calls])):
+        text = ""  # the text was only the call itself
+        for call in calls:
+            summary = call.arguments.get("summary")
+            if call.name == "finish" and isinstance(summary, str):
+                text = summary.strip()
+    return text
 
 
 async def _run_call(

@@ -105,3 +105,14 @@ REPEATED_CALL = (
     "You already made this exact call and nothing has changed since; its result is above. "
     "Do not repeat it: take the next step, or call finish."
 )
+
+
+# After this many turns in a row that only repeated earlier calls, the run stops and the model is
+# asked for its answer: it is looping, and more turns will not help.
+MAX_REPEAT_TURNS = 2
+
+FINAL_ANSWER = (
+    "Note from the harness: no more tool calls. Answer now in plain text with what you have: "
+    "for an explanation, the explanation itself; for a change, what you changed, what is "
+    "left to do, and why you stopped."
+)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from agentls.tasks.base import EditResult, TaskContext, TaskRequest
 from agentls.tasks.common import prepare, run_task
+from agentls.tasks.outcome import edit_summary
 from agentls.tasks.verify import make_verifier, verdict
 
 REFACTOR_TASK = (
@@ -36,9 +37,7 @@ async def run_refactor(ctx: TaskContext, req: TaskRequest) -> EditResult:
         if runner is not None:
             await runner.aclose()
         await prepared.aclose()
-    summary = result.text or "Refactor finished."
-    if not changes:
-        summary = f"No change: {summary}"
+    summary = edit_summary(result, changes, prepared.workspace.rel, "Refactor finished.")
     warnings = list(result.warnings)
     summary = verdict(ctx, summary, verification, warnings)
     return EditResult(summary, changes, result.stats, warnings=warnings, verification=verification)

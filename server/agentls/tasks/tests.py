@@ -7,6 +7,7 @@ from pathlib import Path, PurePosixPath
 from agentls.agent.workspace import Workspace
 from agentls.tasks.base import EditResult, TaskContext, TaskRequest
 from agentls.tasks.common import prepare, run_task
+from agentls.tasks.outcome import edit_summary
 from agentls.tasks.verify import make_verifier, verdict
 
 TESTS_TASK = (
@@ -68,9 +69,7 @@ async def run_generate_tests(ctx: TaskContext, req: TaskRequest) -> EditResult:
             await runner.aclose()
         await prepared.aclose()
     test_file = find_test_file(ws, wanted)
-    summary = result.text or "Tests generated."
-    if not changes:
-        summary = f"No change: {summary}"
+    summary = edit_summary(result, changes, ws.rel, "Tests generated.")
     warnings = list(result.warnings)
     summary = verdict(ctx, summary, verification, warnings)
     return EditResult(
