@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agentls import sandbox as sandbox_module
+from agentls.sandbox.isolation import probe
 from agentls.sandbox import (
     NO_NETWORK,
     CommandRefused,
@@ -418,7 +419,7 @@ def test_isolation_is_detected_once_and_described() -> None:
 
 def test_fallback_helper_unshares_by_itself(tmp_path: Path) -> None:
     """Without the `unshare` program the helper calls unshare(2) itself."""
-    result = sandbox_module._probe((), True, tmp_path)
+    result = probe((), True, tmp_path)
     if ISOLATED:
         assert result["net"] is True, result
     else:

@@ -19,6 +19,7 @@ from typing import Protocol
 import pathspec
 
 from agentls.edits import FileChange, read_disk_text
+from agentls.secret_files import SecretFiles
 from agentls.settings import DEFAULT_SECRET_FILES
 
 
@@ -84,11 +85,6 @@ def _readings(text: str) -> Iterator[str]:
     text = text.replace("\\", "/")
     yield text
     yield os.path.expandvars(text)
-
-
-def _secret_spec(patterns: Iterable[str]) -> pathspec.GitIgnoreSpec | None:
-    lines = [p.strip() for p in patterns if p.strip()]
-    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
 
 
 @dataclass(frozen=True)
@@ -220,7 +216,8 @@ class Workspace:
         self._staged: dict[Path, str] = {}
         self._originals: dict[Path, _Original] = {}
         self._ignore = _IgnoreRules(self.root)
-        self._secrets = _secret_spec(secret_files)
+        # The same matcher decides what the sandbox's scratch copy leaves out.
+        self._secrets = SecretFiles(secret_files)
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -266,16 +263,9 @@ class Workspace:
         return full
 
     def is_secret(self, full: Path) -> bool:
-        """Whether ``full`` (inside the root), or the file it links to, is a secret file."""
-        if self._secrets is None or full == self.root:
-            return False
-        for path, root in ((full, self.root), (full.resolve(), self._real_root)):
-            if path == root or not path.is_relative_to(root):
-                continue
-            rel = path.relative_to(root).as_posix()
-            if self._secrets.match_file(rel) or self._secrets.match_file(rel + "/"):
-                return True
-        return False
+        """Whether ``full`` (inside the root), a directory above it, or the file it links to is
+        a secret file (see :class:`agentls.secret_files.SecretFiles`)."""
+        return self._secrets.is_secret(full, self.root, self._real_root)
 
     def _refuse_secret(self, full: Path) -> None:
         if self.is_secret(full):
@@ -298,6 +288,11 @@ class Workspace:
         if path.is_dir():
             raise ToolError(f"'{self.rel(path)}' is a directory; use ls to list it")
         if not path.is_file():
+            if path.exists():  # a FIFO, socket or device: reading it could block forever
+                raise ToolError(
+                    f"'{self.rel(path)}' is not a regular file (a named pipe, socket or "
+                    "device); only regular files can be read"
+                )
             return _Original(None, None)
         try:
             data = path.read_bytes()
