@@ -536,13 +536,15 @@ def _line_span(hunk: _Hunk) -> str:
     return f"lines {hunk.start + 1}-{hunk.end}"
 
 
-def rebase(change: FileChange, current_text: str) -> str:
+def rebase(change: FileChange, current_text: str, *, on_disk: bool = False) -> str:
     """Carry the agent's change over to ``current_text`` (the buffer as the user left it).
 
     Both the agent's change and the user's typing are diffed by line against the text
     the agent read. When no agent hunk overlaps or touches a user hunk, the agent's
     hunks are replayed at their shifted positions and the user's typing survives.
-    Otherwise raises :class:`EditConflict` naming the file and lines.
+    Otherwise raises :class:`EditConflict` naming the file and lines. ``on_disk`` says
+    ``current_text`` is the file on disk (the buffer the agent read was closed, or the
+    file changed), which the conflict message then says.
     """
     if change.old_text is None:
         raise EditConflict(
@@ -559,6 +561,13 @@ def rebase(change: FileChange, current_text: str) -> str:
         for u in user:
             # Touching counts: text right next to the user's cursor is too close to call.
             if a.start <= u.end and u.start <= a.end:
+                if on_disk:
+                    raise EditConflict(
+                        f"{change.path}: the file on disk differs at {_line_span(u)} from "
+                        f"the text the agent edited at {_line_span(a)} (the editor's buffer "
+                        "was closed without saving, or the file changed on disk), so the "
+                        "agent's edit cannot be placed on it."
+                    )
                 raise EditConflict(
                     f"{change.path}: the document changed at {_line_span(u)} while the agent "
                     f"was editing {_line_span(a)}; the agent's edit was not applied. "
@@ -615,6 +624,7 @@ def to_workspace_edit(
     changes: list[FileChange],
     current: Callable[[Path], Snapshot | None] | None = None,
     annotate: bool = False,
+    disk: Callable[[Path], str | None] | None = None,
 ) -> lsp.WorkspaceEdit:
     """Turn staged changes into one ``WorkspaceEdit`` with ``document_changes``.
 
@@ -624,6 +634,14 @@ def to_workspace_edit(
     :class:`EditConflict`. Files that are not open get version None. Without ``current``
     the version the agent read is used. ``annotate`` marks every edit as needing
     confirmation, which VS Code shows as a refactor preview.
+
+    ``disk`` returns a file's text on disk now (None when there is no such file). With it,
+    an edit for a file that is not open is computed against that text, since a version-None
+    edit is what the editor applies to the disk file: when the agent read an unsaved buffer
+    that was closed meanwhile (or the file changed on disk), the change is rebased onto the
+    disk text, or :class:`EditConflict` is raised when it does not rebase cleanly. A file
+    the agent created that exists on disk now, or a file it edited that is gone, is a
+    conflict too.
     """
     document_changes: list[
         lsp.TextDocumentEdit | lsp.CreateFile | lsp.RenameFile | lsp.DeleteFile
@@ -638,6 +656,11 @@ def to_workspace_edit(
                     f"{change.path}: the agent created this file, but it is open in the "
                     "editor now; nothing was changed."
                 )
+            if disk is not None and disk(change.path) is not None:
+                raise EditConflict(
+                    f"{change.path}: the agent created this file, but it exists on disk now; "
+                    "nothing was changed."
+                )
             document_changes.append(
                 lsp.CreateFile(
                     uri=uri,
@@ -651,6 +674,17 @@ def to_workspace_edit(
             if snapshot is not None:
                 base, version = snapshot.text, snapshot.version
                 target = rebase(change, snapshot.text)
+            elif disk is not None:
+                on_disk = disk(change.path)
+                if on_disk is None:
+                    raise EditConflict(
+                        f"{change.path}: the file is gone from disk; the agent's edit of it "
+                        "was not applied."
+                    )
+                # Version None means "the file on disk": the edit must be computed against
+                # that text, not against a closed buffer's, or its positions land on the
+                # wrong characters (def add(a, b) became def add(2, b)).
+                base, version, target = on_disk, None, rebase(change, on_disk, on_disk=True)
             elif current is not None:
                 base, version, target = change.old_text, None, change.new_text
             else:
@@ -717,6 +751,14 @@ _BOM = b"\xef\xbb\xbf"
 def read_disk_text(path: Path) -> str:
     """A file's text as the editor shows it: UTF-8, BOM dropped, line endings kept."""
     return path.read_bytes().decode("utf-8-sig", errors="replace")
+
+
+def disk_text(path: Path) -> str | None:
+    """A file's text on disk now (as :func:`read_disk_text`), or None when it is not a file."""
+    try:
+        return read_disk_text(path)
+    except OSError:  # missing, a directory now, unreadable: no text to apply an edit to
+        return None
 
 
 def write_changes(changes: Iterable[FileChange]) -> None:
