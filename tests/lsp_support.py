@@ -104,6 +104,15 @@ class AgentClient:
         )
         return uri(path)
 
+    def close(self, path: Path) -> None:
+        """didClose a file (an unsaved buffer's text is discarded, as when the user closes
+        it without saving)."""
+        self.client.text_document_did_close(
+            types.DidCloseTextDocumentParams(
+                text_document=types.TextDocumentIdentifier(uri=uri(path))
+            )
+        )
+
     def change(self, path: Path, version: int, rng: types.Range, text: str) -> None:
         """An incremental didChange."""
         self.client.text_document_did_change(
@@ -169,8 +178,14 @@ async def agent_client(
     *,
     capabilities: types.ClientCapabilities | None = None,
     configuration: dict[str, Any] | None = None,
+    folders: dict[str, Any] | None = None,
 ) -> AsyncIterator[AgentClient]:
-    """Start ``python -m agentls``, initialize it on ``root``, shut it down afterwards."""
+    """Start ``python -m agentls``, initialize it on ``root``, shut it down afterwards.
+
+    ``folders`` overrides the workspace fields of InitializeParams (``root_uri``,
+    ``root_path``, ``workspace_folders``), e.g. all None for an editor with no folder open;
+    ``root`` then only names the server's private cache.
+    """
     client = make_test_lsp_client()
     if configuration is not None:
         client.set_configuration(configuration)
@@ -184,12 +199,16 @@ async def agent_client(
     cache = root.parent / f"{root.name}-cache"
     await client.start_io(sys.executable, "-m", "agentls", env=server_env(cache))
     try:
+        workspace: dict[str, Any] = {
+            "root_uri": uri(root),
+            "workspace_folders": [types.WorkspaceFolder(uri=uri(root), name=root.name)],
+        }
+        workspace.update(folders or {})
         await client.initialize_session(
             types.InitializeParams(
                 capabilities=capabilities or vscode_capabilities(),
-                root_uri=uri(root),
-                workspace_folders=[types.WorkspaceFolder(uri=uri(root), name=root.name)],
                 initialization_options=init_options,
+                **workspace,
             )
         )
         yield agent

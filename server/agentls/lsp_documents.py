@@ -1,8 +1,9 @@
-"""The editor's open buffers as the agent sees them, and the workspace root of a document."""
+"""The editor's open buffers as the agent sees them, and the workspace scope of a document."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from pygls.uris import to_fs_path
@@ -37,20 +38,55 @@ def open_documents(workspace: Workspace) -> DocumentProvider:
     return provider
 
 
-def workspace_root(workspace: Workspace, path: Path) -> Path:
-    """The workspace folder holding ``path`` (the innermost), else the document's directory."""
-    target = Path(_key(path))
-    candidates: list[Path] = []
+class OutsideWorkspace(Exception):
+    """The document lies outside every folder the editor opened; agentls refuses to work on it."""
+
+    def __init__(self, path: Path, folders: list[Path]) -> None:
+        shown = ", ".join(str(folder) for folder in folders)
+        self.message = (
+            f"{path} is outside the workspace folders ({shown}); agentls works only on files "
+            "inside them."
+        )
+        self.hint = "Open the file's folder, or add it to the workspace, and try again."
+        super().__init__(self.message)
+
+
+@dataclass(frozen=True)
+class DocumentScope:
+    """Where a request's file may be worked on: the root the tools see, and whether the file
+    is worked on alone (no folder is open, so no directory around it is shown)."""
+
+    root: Path
+    single_file: bool = False
+
+
+def workspace_folders(workspace: Workspace) -> list[Path]:
+    """The folders the client opened: workspaceFolders and rootUri (or rootPath), deduplicated."""
     uris = [folder.uri for folder in workspace.folders.values()]
     if workspace.root_uri:
-        uris.append(workspace.root_uri)
+        uris.append(workspace.root_uri)  # pygls turns a bare rootPath into root_uri
+    folders: dict[str, Path] = {}
     for uri in uris:
-        fs_path = to_fs_path(uri)
-        if not fs_path:
-            continue
-        folder = Path(_key(fs_path))
-        if target == folder or folder in target.parents:
-            candidates.append(Path(fs_path))
-    if candidates:
-        return max(candidates, key=lambda p: len(p.parts))
-    return path.parent
+        fs_path = to_fs_path(uri) if uri.startswith("file:") else None
+        if fs_path:
+            folders.setdefault(_key(fs_path), Path(fs_path))
+    return list(folders.values())
+
+
+def document_scope(workspace: Workspace, path: Path) -> DocumentScope:
+    """The scope of a request on ``path``; raises :class:`OutsideWorkspace` when it has none.
+
+    Inside the open folders the innermost folder holding the file is the root (multi-root
+    workspaces, nested folders). A file outside all of them is refused: falling back to its
+    directory would hand the model whatever sits next to it (``/etc`` for ``/etc/hostname``).
+    Only when the client opened no folder at all is the file worked on alone.
+    """
+    folders = workspace_folders(workspace)
+    if not folders:
+        return DocumentScope(path.parent, single_file=True)
+    # Compared resolved, so a symlinked spelling of a path outside cannot pass as inside.
+    target = Path(_key(path))
+    holding = [f for f in folders if target == Path(_key(f)) or Path(_key(f)) in target.parents]
+    if not holding:
+        raise OutsideWorkspace(path, folders)
+    return DocumentScope(max(holding, key=lambda f: len(Path(_key(f)).parts)))

@@ -10,19 +10,26 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from agentls.agent.stats import Stats
-from agentls.edits import EditConflict, to_workspace_edit
+from agentls.edits import EditConflict, disk_text, to_workspace_edit, unified_diff
 from agentls.llm.types import BackendError, ChatBackend
-from agentls.lsp_documents import open_documents, workspace_root
+from agentls.lsp_documents import (
+    DocumentScope,
+    OutsideWorkspace,
+    document_scope,
+    open_documents,
+)
 from agentls.lsp_progress import LspProgress
 from agentls.protocol import KIND_TITLES, AgentParams, TaskKind
 from agentls.settings import Settings
 from agentls.tasks.base import (
+    DocumentProvider,
     EditResult,
     ExplainResult,
     TaskContext,
@@ -36,10 +43,12 @@ log = logging.getLogger(__name__)
 class RunFailure(Exception):
     """A run that failed for a reason the user can act on."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # Extra fields for the JSON-RPC error's data (e.g. the staged diff nobody applied).
+        self.data: dict[str, Any] = data or {}
 
     def __str__(self) -> str:
         return f"{self.message} {self.hint}".strip()
@@ -134,9 +143,71 @@ class AgentRunner:
     def _log(self, message: str, kind: types.MessageType = types.MessageType.Log) -> None:
         self._ls.window_log_message(types.LogMessageParams(type=kind, message=message))
 
+    def scope(self, kind: TaskKind, path: Path) -> DocumentScope:
+        """Where the request may work; RunFailure for a file outside the open folders.
+
+        Checked before progress starts or any model is called: a refused file's text must
+        never reach the model.
+        """
+        try:
+            scope = document_scope(self._ls.workspace, path)
+        except OutsideWorkspace as exc:
+            raise RunFailure(exc.message, exc.hint) from exc
+        if scope.single_file and kind == "generateTests":
+            raise RunFailure(
+                f"Generating tests needs a workspace folder: {path} is open on its own, and "
+                "a file worked on alone cannot get a test file next to it.",
+                "Open the folder that holds the file and try again.",
+            )
+        return scope
+
+    def _edit(
+        self, kind: TaskKind, result: EditResult, documents: DocumentProvider, root: Path
+    ) -> types.WorkspaceEdit:
+        """The WorkspaceEdit of a finished edit run, against the text it will be applied to.
+
+        Open documents get the edit rebased onto what the user typed meanwhile; the others
+        (including a buffer the agent read and the user then closed unsaved) get it rebased
+        onto the disk text, which is what a version-null edit is applied to. When that is
+        not clean the run fails, but the staged change is not lost: the error carries the
+        summary and the diff, and the diff goes to the log.
+        """
+        try:
+            # Annotated edits need confirmation: VS Code shows its refactor preview.
+            return to_workspace_edit(
+                result.changes,
+                current=documents,
+                annotate=client_supports_annotations(self._ls),
+                disk=disk_text,
+            )
+        except EditConflict as exc:
+            diff = unified_diff(result.changes, root)
+            self._log(
+                f"{KIND_TITLES[kind]}: the staged change that was not applied:\n{diff}",
+                types.MessageType.Warning,
+            )
+            staged = " ".join(result.summary.split())  # one line: it ends a message
+            raise RunFailure(
+                "The document changed where the agent wanted to edit it; nothing was applied. "
+                f"{exc.message} What the agent staged: {staged}",
+                "The staged change is in the agentls log as a diff; run the request again "
+                "on the current text.",
+                data={"summary": result.summary, "diff": diff},
+            ) from exc
+
     async def run(self, kind: TaskKind, params: AgentParams) -> RunOutcome:
         """Run one task with progress; raise RunFailure, or CancelledError when cancelled."""
         path = params.path()
+        try:
+            scope = self.scope(kind, path)
+        except RunFailure as refusal:
+            self._log(f"{KIND_TITLES[kind]} refused: {refusal}", types.MessageType.Error)
+            raise
+        if scope.single_file:
+            self._log(
+                f"{path}: no workspace folder is open, so the agent works on this file alone",
+                types.MessageType.Info,
+            )
         settings = self._settings()
         progress = await LspProgress.start(
             self._ls, KIND_TITLES[kind], params.work_done_token, asyncio.current_task()
@@ -148,12 +219,13 @@ class AgentRunner:
             # One live provider serves both the agent's reads and the rebase after the run.
             documents = open_documents(self._ls.workspace)
             ctx = TaskContext(
-                root=workspace_root(self._ls.workspace, path),
+                root=scope.root,
                 settings=settings,
                 backend=backend,
                 documents=documents,
                 progress=progress,
                 log=self._log,
+                single_file=scope.single_file,
             )
             request = TaskRequest(path=path, range=params.range, instruction=params.instruction)
             result = await _call_task(kind, ctx, request)
@@ -162,13 +234,7 @@ class AgentRunner:
             edit = None
             if isinstance(result, EditResult):
                 # result.warnings were already shown: the loop sends them through the sink.
-                # Rebased onto what the user typed meanwhile; overlap raises EditConflict.
-                # Annotated edits need confirmation: VS Code shows its refactor preview.
-                edit = to_workspace_edit(
-                    result.changes,
-                    current=documents,
-                    annotate=client_supports_annotations(self._ls),
-                )
+                edit = self._edit(kind, result, documents, scope.root)
             end_message = "Done"
             if edit is not None and edit.document_changes:
                 # The last report stays on screen while the editor shows its preview; the
@@ -182,9 +248,11 @@ class AgentRunner:
             raise  # so the model's HTTP stream closes and the request answers RequestCancelled
         except Exception as exc:
             failure = describe_failure(exc)
-            if not isinstance(exc, BackendError | TaskError | EditConflict):
+            if not isinstance(exc, BackendError | TaskError | EditConflict | RunFailure):
                 log.exception("%s failed", kind)
             self._log(f"{KIND_TITLES[kind]} failed: {failure}", types.MessageType.Error)
+            if failure is exc:
+                raise
             raise failure from exc
         finally:
             progress.end(end_message)

@@ -95,6 +95,23 @@ def find_root(path: Path) -> Path:
     return path.parent
 
 
+def choose_scope(path: Path, root: Path | None, cwd: Path) -> tuple[Path, bool]:
+    """The workspace root for ``path`` (absolute) and whether the file is worked on alone.
+
+    ``--root`` must hold the file. Otherwise a file under the current directory belongs to
+    its project (``find_root``); a file outside it is worked on alone: the user named that one
+    file, not the folder around it (which may be ``/etc`` or a downloads folder).
+    """
+    if root is not None:
+        root = root.resolve()
+        if not path.is_relative_to(root):
+            raise TaskError(f"{path} is outside --root {root}")
+        return root, False
+    if path.is_relative_to(cwd.resolve()):
+        return find_root(path).resolve(), False
+    return path.parent, True
+
+
 @dataclass
 class RunOptions:
     """Parsed `agentls run` arguments."""
@@ -115,11 +132,32 @@ async def run_cli_task(opts: RunOptions, settings: Settings, out: TextIO = sys.s
     if not path.is_file():
         print(f"error: no such file: {opts.file}", file=sys.stderr)
         return 2
-    root = (opts.root or find_root(path)).resolve()
+    try:
+        root, single_file = choose_scope(path, opts.root, Path.cwd())
+        if single_file and opts.task == "tests":
+            raise TaskError(
+                f"generating tests needs the file's project: {opts.file} is outside the "
+                "current directory; run agentls from the project (or pass --root)"
+            )
+    except TaskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if single_file and not opts.as_json:
+        print(
+            f"note: {opts.file} is outside the current directory; the agent sees this file "
+            "alone (run from its project, or pass --root, to let it see the project)",
+            file=sys.stderr,
+        )
     backend = make_backend(settings)
     try:
         req = TaskRequest(path, parse_range(opts.range), opts.instruction)
-        ctx = TaskContext(root=root, settings=settings, backend=backend, progress=progress)
+        ctx = TaskContext(
+            root=root,
+            settings=settings,
+            backend=backend,
+            progress=progress,
+            single_file=single_file,
+        )
         result = await TASKS[opts.task](ctx, req)
     except BackendError as exc:
         progress.done()

@@ -91,7 +91,7 @@ def request_error(failure: RunFailure) -> JsonRpcException:
     return JsonRpcException(
         message=str(failure),
         code=REQUEST_FAILED,
-        data={"message": failure.message, "hint": failure.hint},
+        data={"message": failure.message, "hint": failure.hint, **failure.data},
     )
 
 

@@ -55,7 +55,12 @@ class TaskRequest:
 
 @dataclass
 class TaskContext:
-    """What a task runs with; built by the server per request, or by the CLI."""
+    """What a task runs with; built by the server per request, or by the CLI.
+
+    ``single_file`` means the request's file is worked on alone (the editor opened no folder,
+    or the CLI's file is outside the current directory): ``root`` is then just the file's
+    folder, and the tools see the file and nothing else, with no bash and no workspace skills.
+    """
 
     root: Path
     settings: Settings
@@ -63,6 +68,7 @@ class TaskContext:
     documents: DocumentProvider = no_documents
     progress: ProgressSink = field(default_factory=NullProgress)
     log: Callable[[str], None] = lambda _msg: None
+    single_file: bool = False
 
 
 @dataclass

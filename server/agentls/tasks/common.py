@@ -11,6 +11,7 @@ from agentls.agent.tools import ToolRegistry, build_tools
 from agentls.agent.workspace import Workspace
 from agentls.skills import Skill, load_skills, render_guidance, select_skills, unreported
 from agentls.tasks.base import TaskContext, TaskError, TaskRequest, TextRange
+from agentls.tasks.single_file import SingleFileWorkspace
 
 READ_ONLY_TOOLS = ("read", "ls", "find", "grep", "finish")
 
@@ -43,12 +44,21 @@ def selection_lines(rng: TextRange | None) -> tuple[int, int] | None:
 
 def prepare(ctx: TaskContext, req: TaskRequest) -> PreparedTask:
     """Check the request's file is in the workspace and readable; build the staged view."""
-    workspace = Workspace(
-        ctx.root,
-        ctx.documents,
-        max_read_lines=ctx.settings.max_read_lines,
-        secret_files=ctx.settings.secret_files,
-    )
+    workspace: Workspace
+    if ctx.single_file:
+        workspace = SingleFileWorkspace(
+            req.path,
+            ctx.documents,
+            max_read_lines=ctx.settings.max_read_lines,
+            secret_files=ctx.settings.secret_files,
+        )
+    else:
+        workspace = Workspace(
+            ctx.root,
+            ctx.documents,
+            max_read_lines=ctx.settings.max_read_lines,
+            secret_files=ctx.settings.secret_files,
+        )
     try:
         path = workspace.resolve(str(req.path))
         text = workspace.read_text(path)
@@ -56,7 +66,9 @@ def prepare(ctx: TaskContext, req: TaskRequest) -> PreparedTask:
         raise TaskError(f"Cannot read {req.path}: {exc}") from exc
     # An untrusted workspace gets no bash tool at all (its tests are its code). The tool list
     # is part of the cached prompt prefix, so such workspaces have a prefix of their own.
-    bash = make_bash_tool(workspace, ctx.settings) if ctx.settings.trusted_workspace else None
+    # A file worked on alone gets none either: the sandbox would copy the folder around it.
+    allow_bash = ctx.settings.trusted_workspace and not ctx.single_file
+    bash = make_bash_tool(workspace, ctx.settings) if allow_bash else None
     tools = build_tools(workspace, extra=[bash] if bash is not None else [])
     return PreparedTask(workspace, tools, workspace.rel(path), text, bash)
 
@@ -83,7 +95,8 @@ def choose_skills(
     """The skills for this request; warns (once per process) about skill files it cannot use."""
     if ctx.settings.skills_budget <= 0:
         return []
-    found = load_skills(ctx.root)
+    # A lone file's folder is no project: its skills folder is not the user's to offer.
+    found = load_skills(None if ctx.single_file else ctx.root)
     for warning in unreported(found.warnings):
         ctx.progress.warn(warning)
     return select_skills(
