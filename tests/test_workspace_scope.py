@@ -258,6 +258,25 @@ async def test_with_no_folder_open_a_lone_file_can_be_refactored_but_gets_no_tes
     assert len(scripted_model.requests) == refactor_requests  # refused before any model call
 
 
+async def test_with_no_folder_open_a_lone_file_under_a_secret_folder_is_refused(
+    scripted_model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    ssh = tmp_path / "home" / ".ssh"
+    ssh.mkdir(parents=True)
+    (ssh / "config").write_text("Host prod\n  IdentityFile ~/.ssh/prod\n")
+    scripted_model.script([Reply(content="It configures ssh.")])
+    async with agent_client(
+        tmp_path / "editor", options(scripted_model.url), folders=NO_FOLDER
+    ) as agent:
+        doc = await agent.open(ssh / "config")
+        with pytest.raises(JsonRpcException) as exc:
+            await agent.request("agent/explain", {"textDocument": {"uri": doc}})
+    message, _ = refused(exc)
+    # Alone, its folder would make it plain "config": the ".ssh/" pattern still applies.
+    assert "secret file" in message
+    assert scripted_model.requests == []
+
+
 # ---- the CLI ---------------------------------------------------------------------------------
 
 

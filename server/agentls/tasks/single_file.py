@@ -13,9 +13,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import pathspec
-
 from agentls.agent.workspace import DocumentProvider, ToolError, Workspace
+from agentls.secret_files import SecretFiles
 from agentls.settings import DEFAULT_SECRET_FILES
 
 
@@ -42,8 +41,7 @@ class SingleFileWorkspace(Workspace):
         # The secret patterns are normally matched below the workspace root; with the root
         # being the file's own folder, "~/.ssh/config" would only be seen as "config". Match
         # the whole path too, so a directory pattern such as ".ssh/" still applies.
-        lines = [p.strip() for p in secret_files if p.strip()]
-        self._path_secrets = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        self._path_secrets = SecretFiles(secret_files)
 
     def _refusal(self, raw: str | Path) -> ToolError:
         return ToolError(
@@ -65,10 +63,8 @@ class SingleFileWorkspace(Workspace):
         return full
 
     def _is_secret_path(self, full: Path) -> bool:
-        if self._path_secrets is None:
-            return False
         return any(
-            self._path_secrets.match_file(candidate.as_posix().lstrip("/"))
+            self._path_secrets.matches(candidate.as_posix().lstrip("/"))
             for candidate in {full, full.resolve()}
         )
 
