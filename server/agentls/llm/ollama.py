@@ -9,8 +9,11 @@ from typing import Any
 import httpx
 
 from agentls.llm._http import (
+    context_overflow,
+    empty_reply,
     error_text,
     http_error,
+    is_empty_reply,
     make_timeout,
     parse_arguments,
     transport_error,
@@ -26,6 +29,7 @@ from agentls.llm.types import (
     BackendError,
     ChatRequest,
     ChatResponse,
+    LoadedContext,
     Message,
     ModelInfo,
     ModelNotFound,
@@ -82,6 +86,7 @@ class OllamaBackend:
         self._client = client or httpx.AsyncClient(timeout=self._timeout)
         self._resolved: str | None = None
         self._call_ids = 0
+        self._trained: dict[str, int | None] = {}  # model -> trained maximum (/api/show)
 
     @property
     def model(self) -> str:
@@ -180,7 +185,30 @@ class OllamaBackend:
                 if key.endswith(".context_length") and isinstance(value, int):
                     info.context_length = value
                     break
+        self._trained[name] = info.context_length
+        info.loaded = self._window(info.context_length)
+        info.loaded_context_length = info.loaded.length
         return info
+
+    def _window(self, trained: int | None) -> LoadedContext:
+        """What Ollama loads: the num_ctx we send, capped at the model's trained maximum."""
+        setting = self.settings.context_length
+        if trained is not None and trained < setting:
+            return LoadedContext(trained, "ollama-native", "POST /api/show (trained maximum)")
+        return LoadedContext(setting, "ollama-native", "num_ctx (agent.contextLength)")
+
+    async def loaded_context(self) -> LoadedContext | None:
+        """The window Ollama loads for the model: the ``num_ctx`` sent with every request,
+        which Ollama caps at the model's trained maximum (``/api/show``, asked once per model).
+        Never raises; None when the model cannot be resolved."""
+        try:
+            model = self.model or await self.resolve_model()
+            if model not in self._trained:
+                await self.model_info()
+                self._trained.setdefault(model, None)  # absent model: ask once only
+        except BackendError:
+            return None
+        return self._window(self._trained.get(model))
 
     def _payload(self, model: str, request: ChatRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -203,9 +231,16 @@ class OllamaBackend:
             payload["options"]["num_predict"] = request.max_tokens
         return payload
 
-    def _status_error(self, status: int, body: bytes, model: str) -> BackendError:
+    def _status_error(
+        self, status: int, body: bytes, model: str, loaded: LoadedContext | None = None
+    ) -> BackendError:
         text = error_text(body)
         lower = text.lower()
+        overflow = context_overflow(
+            text, body, status=status, settings=self.settings, loaded=loaded
+        )
+        if overflow is not None:
+            return overflow
         if status == 404 and "model" in lower and "not found" in lower:
             return ModelNotFound(
                 f"Model '{model}' is not pulled in Ollama at {self.base_url}.",
@@ -256,7 +291,11 @@ class OllamaBackend:
                 "POST", self.base_url + "/api/chat", json=payload, timeout=self._timeout
             ) as resp:
                 if resp.status_code != 200:
-                    raise self._status_error(resp.status_code, await resp.aread(), model)
+                    body = await resp.aread()
+                    # Only a 400 can be "does not fit the window"; name the window in it.
+                    status = resp.status_code
+                    loaded = await self.loaded_context() if status == 400 else None
+                    raise self._status_error(status, body, model, loaded)
                 async for line in resp.aiter_lines():
                     if not line.strip():
                         continue
@@ -310,12 +349,17 @@ class OllamaBackend:
             tokens_per_second=eval_count / (eval_ns / 1e9) if eval_ns else None,
             wall_time=wall,
         )
-        return ChatResponse(
+        response = ChatResponse(
             content="".join(content),
             tool_calls=calls,
             usage=usage,
             finish_reason=final.get("done_reason"),
         )
+        if is_empty_reply(response):
+            raise empty_reply(
+                response, settings=self.settings, loaded=await self.loaded_context(), what="Ollama"
+            )
+        return response
 
     async def aclose(self) -> None:
         """Close the HTTP client if this backend created it."""

@@ -10,16 +10,23 @@ from typing import Any
 import httpx
 
 from agentls.llm._http import (
+    context_overflow,
+    empty_reply,
     error_text,
     http_error,
+    int_field,
+    is_empty_reply,
     make_timeout,
     parse_arguments,
+    server_root,
     transport_error,
 )
+from agentls.llm.defaults import model_name_matches
 from agentls.llm.types import (
     BackendError,
     ChatRequest,
     ChatResponse,
+    LoadedContext,
     Message,
     ModelInfo,
     ModelNotFound,
@@ -35,6 +42,12 @@ from agentls.settings import Settings
 
 WHAT = "the OpenAI-compatible server"
 START_HINT = "Start your server (LM Studio, `llama-server`, ...) or set agent.baseUrl."
+# A probe of the loaded window is a local GET; a server that takes longer has no such endpoint
+# worth waiting for.
+PROBE_TIMEOUT = 5.0
+# A server that knows the model but has not loaded it yet (LM Studio's just-in-time loading,
+# Ollama before the first request) is asked again after a chat, at most this often per model.
+MAX_PROBES = 2
 
 
 def _message_to_wire(message: Message) -> dict[str, Any]:
@@ -62,6 +75,16 @@ def _tool_to_wire(tool: ToolSpec) -> dict[str, Any]:
             "parameters": tool.parameters,
         },
     }
+
+
+@dataclass
+class _Probe:
+    """What the loaded-window probe found for one model."""
+
+    value: LoadedContext | None
+    settled: bool  # False: the server knows the model but has not loaded it yet
+    probes: int = 1
+    chats: int = 0  # the backend's chat count when probed
 
 
 @dataclass
@@ -99,6 +122,9 @@ class OpenAIBackend:
         if settings.api_key:
             self._headers["Authorization"] = f"Bearer {settings.api_key}"
         self._resolved: str | None = None
+        self._entries: list[dict[str, Any]] | None = None  # the last /models answer
+        self._probes: dict[str, _Probe] = {}
+        self._chats = 0
 
     @property
     def model(self) -> str:
@@ -129,7 +155,8 @@ class OpenAIBackend:
                 "agent.baseUrl must end in /v1 for OpenAI-compatible servers.",
             ) from exc
         entries = data.get("data", []) if isinstance(data, dict) else []
-        return [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
+        self._entries = [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
+        return self._entries
 
     async def list_models(self) -> list[str]:
         """Ids of the models the server offers."""
@@ -170,6 +197,8 @@ class OpenAIBackend:
         except ModelNotFound:
             return ModelInfo(name=self.model, present=False, available=available)
         info = ModelInfo(name=name, present=True, available=available)
+        info.loaded = await self.loaded_context()
+        info.loaded_context_length = info.loaded.length if info.loaded else None
         for entry in entries:
             if entry["id"] != name:
                 continue
@@ -185,6 +214,144 @@ class OpenAIBackend:
                     info.context_length = value
                     break
         return info
+
+    # -- the loaded context window -----------------------------------------------------------
+
+    async def loaded_context(self) -> LoadedContext | None:
+        """The context window the server has loaded for the model, or None when unknown.
+
+        One probe per model, cached; a model the server knows but has not loaded yet (LM
+        Studio's just-in-time loading, Ollama before its first request) is probed again after
+        the next chat, when it is loaded. Never raises: a server without these endpoints just
+        means "unknown".
+        """
+        try:
+            model = self.model or await self.resolve_model()
+        except BackendError:
+            return None
+        cached = self._probes.get(model)
+        if cached is not None and (
+            cached.settled or cached.probes >= MAX_PROBES or cached.chats == self._chats
+        ):
+            return cached.value
+        value, settled = await self._probe(model)
+        probes = cached.probes + 1 if cached is not None else 1
+        self._probes[model] = _Probe(value, settled, probes, self._chats)
+        return value
+
+    async def _get_root(self, path: str) -> Any:
+        """GET ``path`` at the server root as JSON; None on any failure."""
+        try:
+            resp = await self._client.get(
+                server_root(self.base_url) + path,
+                headers=self._headers,
+                timeout=httpx.Timeout(
+                    min(self.settings.request_timeout, PROBE_TIMEOUT),
+                    connect=self.settings.connect_timeout,
+                ),
+            )
+            if resp.status_code != 200:
+                return None
+            return resp.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    async def _probe(self, model: str) -> tuple[LoadedContext | None, bool]:
+        """Ask the server for the model's loaded window: (window, settled)."""
+        entries = self._entries
+        if entries is None:
+            try:
+                entries = await self._models()
+            except BackendError:
+                entries = []
+        entry = next((e for e in entries if e.get("id") == model), {})
+        # vLLM says it in /v1/models: max_model_len is the window the engine was started with.
+        max_model_len = int_field(entry.get("max_model_len"))
+        if max_model_len is not None:
+            return LoadedContext(max_model_len, "vllm", "GET /v1/models max_model_len"), True
+        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        assert isinstance(meta, dict)
+        if int_field(meta.get("n_ctx")) is not None:
+            # Newer llama-server builds say it in /v1/models too (meta.n_ctx, per slot, beside
+            # the trained n_ctx_train); /props adds the slot count the fix needs.
+            found, _ = await self._probe_llama_server(model)
+            return found or LoadedContext(
+                int(meta["n_ctx"]), "llama-server", "GET /v1/models meta.n_ctx"
+            ), True
+        probes = [self._probe_llama_server, self._probe_lmstudio, self._probe_ollama]
+        owner = entry.get("owned_by")
+        if owner == "llamacpp" or meta:
+            probes.sort(key=lambda p: p != self._probe_llama_server)
+        elif owner == "organization_owner":  # what LM Studio's /v1/models says
+            probes.sort(key=lambda p: p != self._probe_lmstudio)
+        elif owner == "library":  # Ollama's /v1/models
+            probes.sort(key=lambda p: p != self._probe_ollama)
+        unsettled = False
+        for probe in probes:
+            found, answered = await probe(model)
+            if found is not None:
+                return found, True
+            if answered:
+                # This server knows the model but has not loaded it: ask again later.
+                unsettled = True
+                break
+        return None, not unsettled
+
+    async def _probe_llama_server(self, model: str) -> tuple[LoadedContext | None, bool]:
+        """llama-server: ``GET /props`` → ``default_generation_settings.n_ctx``, the window of
+        one slot (``-c`` divided by ``--parallel``), which is what one request gets."""
+        data = await self._get_root("/props")
+        if not isinstance(data, dict):
+            return None, False
+        settings = data.get("default_generation_settings")
+        n_ctx = int_field(settings.get("n_ctx")) if isinstance(settings, dict) else None
+        if n_ctx is None:
+            return None, False
+        slots = int_field(data.get("total_slots")) or 1
+        return LoadedContext(n_ctx, "llama-server", "GET /props", slots), True
+
+    async def _probe_lmstudio(self, model: str) -> tuple[LoadedContext | None, bool]:
+        """LM Studio: ``GET /api/v0/models`` → ``loaded_context_length`` of the model when its
+        ``state`` is ``loaded`` (0.3.6+); else ``GET /api/v1/models`` (0.4+) →
+        ``loaded_instances[].config.context_length``."""
+        data = await self._get_root("/api/v0/models")
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            for item in data["data"]:
+                if not isinstance(item, dict) or item.get("id") != model:
+                    continue
+                length = int_field(item.get("loaded_context_length"))
+                if item.get("state") == "loaded" and length is not None:
+                    return LoadedContext(length, "lmstudio", "GET /api/v0/models"), True
+            return None, True
+        data = await self._get_root("/api/v1/models")
+        if isinstance(data, dict) and isinstance(data.get("models"), list):
+            for item in data["models"]:
+                if not isinstance(item, dict) or item.get("key") != model:
+                    continue
+                instances = item.get("loaded_instances")
+                for instance in instances if isinstance(instances, list) else []:
+                    config = instance.get("config") if isinstance(instance, dict) else None
+                    if isinstance(config, dict) and int_field(config.get("context_length")):
+                        length = int(config["context_length"])
+                        return LoadedContext(length, "lmstudio", "GET /api/v1/models"), True
+            return None, True
+        return None, False
+
+    async def _probe_ollama(self, model: str) -> tuple[LoadedContext | None, bool]:
+        """Ollama's ``/v1`` cannot take ``num_ctx``; ``GET /api/ps`` → ``context_length`` of
+        the running model says what Ollama loaded (its default, or OLLAMA_CONTEXT_LENGTH)."""
+        data = await self._get_root("/api/ps")
+        if not isinstance(data, dict) or not isinstance(data.get("models"), list):
+            return None, False
+        for item in data["models"]:
+            if not isinstance(item, dict):
+                continue
+            names = [item.get("name"), item.get("model")]
+            if any(isinstance(n, str) and model_name_matches(model, n) for n in names):
+                length = int_field(item.get("context_length"))
+                if length is not None:
+                    return LoadedContext(length, "ollama", "GET /api/ps"), True
+        return None, True
 
     def _payload(self, model: str, request: ChatRequest) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -211,9 +378,16 @@ class OpenAIBackend:
             payload["max_tokens"] = request.max_tokens
         return payload
 
-    def _status_error(self, status: int, body: bytes, model: str) -> BackendError:
+    def _status_error(
+        self, status: int, body: bytes, model: str, loaded: LoadedContext | None = None
+    ) -> BackendError:
         text = error_text(body)
         lower = text.lower()
+        overflow = context_overflow(
+            text, body, status=status, settings=self.settings, loaded=loaded
+        )
+        if overflow is not None:
+            return overflow
         if status == 404 and "model" in lower and "not found" in lower:
             return ModelNotFound(
                 f"Model '{model}' is not served by {WHAT} at {self.base_url}: {text}",
@@ -257,7 +431,11 @@ class OpenAIBackend:
                 timeout=self._timeout,
             ) as resp:
                 if resp.status_code != 200:
-                    raise self._status_error(resp.status_code, await resp.aread(), model)
+                    body = await resp.aread()
+                    # Only a 400 can be "does not fit the window"; name the window in it.
+                    status = resp.status_code
+                    loaded = await self.loaded_context() if status == 400 else None
+                    raise self._status_error(status, body, model, loaded)
                 async for line in resp.aiter_lines():
                     # SSE: only `data:` fields matter; comments, event names and ids do not.
                     if not line.startswith("data:"):
@@ -277,6 +455,15 @@ class OpenAIBackend:
                     if "error" in chunk:
                         err = chunk["error"]
                         message = err.get("message", err) if isinstance(err, dict) else err
+                        overflow = context_overflow(
+                            str(message),
+                            data.encode(),
+                            status=0,
+                            settings=self.settings,
+                            loaded=await self.loaded_context(),
+                        )
+                        if overflow is not None:
+                            raise overflow
                         raise StreamBroken(f"{WHAT} reported an error mid-stream: {message}")
                     if isinstance(chunk.get("usage"), dict):
                         usage_data = chunk["usage"]
@@ -312,13 +499,19 @@ class OpenAIBackend:
                 "The server may have crashed or run out of memory; check its log.",
             )
         wall = time.monotonic() - started
+        self._chats += 1
         calls = [self._finish_call(partial[i], i) for i in sorted(partial)]
-        return ChatResponse(
+        response = ChatResponse(
             content="".join(content),
             tool_calls=calls,
             usage=self._usage(usage_data, timings, chunks, first_token, wall),
             finish_reason=finish_reason,
         )
+        if is_empty_reply(response):
+            raise empty_reply(
+                response, settings=self.settings, loaded=await self.loaded_context(), what=WHAT
+            )
+        return response
 
     @staticmethod
     def _accumulate(partial: dict[int, _PartialCall], position: int, delta: dict[str, Any]) -> None:

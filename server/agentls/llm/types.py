@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -100,6 +100,77 @@ class ModelInfo:
     supports_tools: bool | None = None  # None: unknown
     context_length: int | None = None  # the model's trained maximum, when known
     available: list[str] = field(default_factory=list)
+    # The window the server has actually loaded for the model (LM Studio, llama-server, vLLM,
+    # Ollama's /v1), often far below the trained maximum; None: unknown or not separate from
+    # the setting (native Ollama loads the num_ctx we send).
+    loaded_context_length: int | None = None
+    loaded: LoadedContext | None = None
+
+
+SERVER_NAMES = {
+    "lmstudio": "LM Studio",
+    "llama-server": "llama-server",
+    "vllm": "vLLM",
+    "ollama": "Ollama",  # its OpenAI endpoint, /v1
+    "ollama-native": "Ollama",  # /api/chat with num_ctx
+}
+
+
+@dataclass(frozen=True)
+class LoadedContext:
+    """The context window a model server has loaded for a model: what it will actually hold.
+
+    OpenAI-compatible servers choose it when they load the model (LM Studio's load settings,
+    llama-server's ``-c``, vLLM's ``--max-model-len``, Ollama's default for its ``/v1``), and a
+    request beyond it is refused or silently truncated, whatever ``agent.contextLength`` says.
+    """
+
+    length: int
+    server: str  # a key of SERVER_NAMES
+    source: str  # where it was read, e.g. "GET /props"
+    slots: int = 1  # llama-server: parallel slots; each gets -c / slots
+
+    @property
+    def server_name(self) -> str:
+        """The server's name for messages ("LM Studio")."""
+        return SERVER_NAMES.get(self.server, self.server)
+
+    def fix(self, wanted: int, *, or_lower: bool = True) -> str:
+        """One sentence telling the user how to give the model a ``wanted``-token window;
+        ``or_lower`` adds the alternative of lowering agent.contextLength to this window."""
+        if self.server == "lmstudio":
+            how = (
+                f"Reload the model in LM Studio with a context length of at least {wanted} "
+                f"(its load settings, or `lms load <model> --context-length {wanted}`)"
+            )
+        elif self.server == "llama-server":
+            split = f" (it splits -c across its {self.slots} slots)" if self.slots > 1 else ""
+            how = f"Restart llama-server with `-c {wanted * max(self.slots, 1)}`{split}"
+        elif self.server == "vllm":
+            how = f"Restart vLLM with `--max-model-len {wanted}`"
+        elif self.server == "ollama-native":
+            # Ollama loads the num_ctx it is sent, capped at the model's trained maximum.
+            how = (
+                f"{self.length} tokens is the model's trained maximum, which Ollama does not "
+                f"exceed: use a model trained for {wanted} tokens"
+            )
+        elif self.server == "ollama":
+            how = (
+                "Ollama's OpenAI endpoint (/v1) cannot ask for a window: set agent.backend to "
+                "'ollama' (its native API sends agent.contextLength with every request), or "
+                f"start Ollama with OLLAMA_CONTEXT_LENGTH={wanted}"
+            )
+        else:
+            how = f"Load the model with a context window of at least {wanted} tokens"
+        return f"{how}, or lower agent.contextLength to {self.length}." if or_lower else how + "."
+
+    def mismatch(self, setting: int) -> str:
+        """The warning when ``agent.contextLength`` is larger than the loaded window."""
+        return (
+            f"agent.contextLength is {setting} but {self.server_name} loaded the model with a "
+            f"{self.length}-token context window, so requests are fitted to {self.length}. "
+            + self.fix(setting)
+        )
 
 
 class ChatBackend(Protocol):
@@ -127,6 +198,20 @@ class ChatBackend(Protocol):
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
+        ...
+
+
+@runtime_checkable
+class LoadedContextSource(Protocol):
+    """A backend that can say which context window its server loaded (both backends here).
+
+    Kept apart from :class:`ChatBackend` so wrappers that only forward chat calls (the
+    benchmarks' recording backend) stay valid backends: for them the window is just unknown.
+    """
+
+    async def loaded_context(self) -> LoadedContext | None:
+        """The window the server has loaded for the model; None when unknown. Probed once per
+        model and cached; never raises."""
         ...
 
 
@@ -168,3 +253,26 @@ class StreamBroken(BackendError):
 
 class ToolsUnsupported(BackendHTTPError):
     """The server said the model cannot take native tools."""
+
+
+class ContextOverflow(BackendHTTPError):
+    """The prompt did not fit the context window the server loaded (refused, or truncated)."""
+
+    def __init__(
+        self,
+        message: str,
+        hint: str = "",
+        status: int = 0,
+        *,
+        window: int | None = None,
+        prompt_tokens: int | None = None,
+    ) -> None:
+        super().__init__(message, hint, status)
+        self.window = window
+        self.prompt_tokens = prompt_tokens
+
+
+class EmptyReply(BackendError):
+    """The server answered 200 with nothing: no text, no tool calls, zero tokens generated.
+
+    Local servers do this when the prompt fills the whole loaded window (no room to write)."""
