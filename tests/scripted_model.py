@@ -50,6 +50,10 @@ class Reply:
 
 Script = Iterable[Reply] | Callable[[dict[str, Any]], Reply]
 
+# Servers whose own endpoints (beside /v1) the scripted server can imitate, with the window
+# they loaded: see ScriptedModelServer(flavour=..., loaded_context=...).
+FLAVOURS = ("lmstudio", "llama-server", "vllm", "ollama")
+
 
 def _model_matches(requested: str, available: str) -> bool:
     """Ollama resolves ``name`` to ``name:latest``; accept either spelling."""
@@ -75,13 +79,37 @@ class ScriptedModelServer:
         supports_tools: bool = True,
         context_length: int = 32768,
         openai_timings: bool = False,
+        flavour: str | None = None,
+        loaded_context: int | None = None,
+        model_loaded: bool = True,
+        slots: int = 1,
     ) -> None:
         self.models = list(models)
         self.supports_tools = supports_tools
         self.context_length = context_length
+        # Which server's own endpoints and overflow behaviour to imitate (None: only the
+        # Ollama-style /api/tags, /api/show and /v1/models, as before):
+        #   "lmstudio"      GET /api/v0/models (state, loaded_context_length), /api/v1/models;
+        #                   a prompt over the window is cut silently (prompt_tokens = window)
+        #   "llama-server"  GET /props (default_generation_settings.n_ctx, total_slots),
+        #                   /slots, /v1/models meta.n_ctx; over the window: HTTP 400
+        #                   exceed_context_size_error with n_prompt_tokens and n_ctx
+        #   "vllm"          /v1/models max_model_len; over the window: HTTP 400 "maximum
+        #                   context length"
+        #   "ollama"        GET /api/ps (context_length of the running model); its /v1 cuts
+        #                   a prompt over the window silently
+        if flavour is not None and flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {FLAVOURS}, got {flavour!r}")
+        self.flavour = flavour
+        # The window the server loaded (per slot for llama-server); default: context_length.
+        self.loaded_context = loaded_context or context_length
+        # LM Studio's just-in-time loading and Ollama load the model on its first request.
+        self.model_loaded = model_loaded
+        self.slots = slots
         # Emulate llama-server: put a `timings` object into the last OpenAI chunk.
         self.openai_timings = openai_timings
         self.requests: list[dict[str, Any]] = []
+        self.gets: list[str] = []  # paths of GET requests, in order (probes, model lists)
         self.disconnects = 0
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -188,11 +216,22 @@ class ScriptedModelServer:
         return any(_model_matches(name, m) for m in self.models)
 
     def _usage(self, body: dict[str, Any], reply: Reply, chunks: int) -> tuple[int, int]:
-        prompt = reply.prompt_tokens
-        if prompt is None:
-            prompt = len(json.dumps(body.get("messages", []))) // 4
+        prompt = self._prompt_tokens(body, reply)
+        if self._truncates() and prompt > self.loaded_context:
+            # LM Studio and Ollama keep what fits and count only that.
+            prompt = self.loaded_context
         completion = reply.completion_tokens if reply.completion_tokens is not None else chunks
         return prompt, max(completion, 0)
+
+    @staticmethod
+    def _prompt_tokens(body: dict[str, Any], reply: Reply) -> int:
+        if reply.prompt_tokens is not None:
+            return reply.prompt_tokens
+        return len(json.dumps(body.get("messages", []))) // 4
+
+    def _truncates(self) -> bool:
+        """Whether a prompt over the loaded window is cut silently (not refused)."""
+        return self.flavour in ("lmstudio", "ollama")
 
 
 def _content_pieces(reply: Reply) -> list[str]:
@@ -332,16 +371,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         server = self.model_server
         path = self.path.split("?", 1)[0].rstrip("/")
+        with server._lock:
+            server.gets.append(path)
         if path == "/api/tags":
             self._send_json(200, {"models": [_ollama_tag(m) for m in server.models]})
         elif path == "/api/version":
             self._send_json(200, {"version": "0.12.6"})
         elif path == "/v1/models":
-            data = [
-                {"id": m, "object": "model", "created": 1_700_000_000, "owned_by": "library"}
-                for m in server.models
-            ]
-            self._send_json(200, {"object": "list", "data": data})
+            self._send_json(200, _openai_models(server))
+        elif server.flavour is not None and self._flavour_get(path):
+            pass
         elif path == "":
             self.send_response(200)
             body = b"Ollama is running"
@@ -365,6 +404,130 @@ class _Handler(BaseHTTPRequestHandler):
             self._openai_chat(body)
         else:
             self._send_json(404, {"error": "404 page not found"})
+
+    def _flavour_get(self, path: str) -> bool:
+        """Answer the flavour's own GET endpoints, in the server's real shapes; False when
+        ``path`` is not one of them."""
+        server = self.model_server
+        flavour = server.flavour
+        loaded = server.model_loaded
+        if flavour == "lmstudio" and path == "/api/v0/models":
+            self._send_json(
+                200, {"object": "list", "data": [_lmstudio_v0(server, m) for m in server.models]}
+            )
+        elif flavour == "lmstudio" and path.startswith("/api/v0/models/"):
+            name = path[len("/api/v0/models/") :]
+            if server.has_model(name):
+                self._send_json(200, _lmstudio_v0(server, name))
+            else:
+                self._send_json(404, {"error": f"Model {name} not found"})
+        elif flavour == "lmstudio" and path == "/api/v1/models":
+            models = [
+                {
+                    "type": "llm",
+                    "publisher": "lmstudio-community",
+                    "key": m,
+                    "display_name": m,
+                    "architecture": "gemma3",
+                    "quantization": {"name": "Q4_K_M", "bits_per_weight": 4},
+                    "size_bytes": 8_000_000_000,
+                    "params_string": "12B",
+                    "loaded_instances": (
+                        [{"id": m, "config": {"context_length": server.loaded_context}}]
+                        if loaded
+                        else []
+                    ),
+                    "max_context_length": server.context_length,
+                    "format": "gguf",
+                    "capabilities": {"vision": False, "trained_for_tool_use": True},
+                    "description": None,
+                }
+                for m in server.models
+            ]
+            self._send_json(200, {"models": models})
+        elif flavour == "llama-server" and path == "/props":
+            self._send_json(
+                200,
+                {
+                    "default_generation_settings": {
+                        "n_ctx": server.loaded_context,
+                        "params": {"n_predict": -1, "temperature": 0.8, "top_k": 40},
+                    },
+                    "total_slots": server.slots,
+                    "model_alias": server.models[0],
+                    "model_path": f"/models/{server.models[0]}.gguf",
+                    "modalities": {"vision": False, "audio": False},
+                    "endpoint_slots": True,
+                    "endpoint_props": False,
+                    "endpoint_metrics": False,
+                    "bos_token": "<bos>",
+                    "eos_token": "<eos>",
+                    "build_info": "b6000-scripted",
+                    "chat_template": "{{ messages }}",
+                    "is_sleeping": False,
+                },
+            )
+        elif flavour == "llama-server" and path == "/slots":
+            slots = [
+                {
+                    "id": i,
+                    "n_ctx": server.loaded_context,
+                    "speculative": False,
+                    "is_processing": False,
+                }
+                for i in range(server.slots)
+            ]
+            self._send_json(200, slots)
+        elif flavour == "llama-server" and path == "/health":
+            self._send_json(200, {"status": "ok"})
+        elif flavour == "ollama" and path == "/api/ps":
+            running = [
+                {
+                    **_ollama_tag(m),
+                    "expires_at": "2026-06-01T00:30:00Z",
+                    "size_vram": 8_000_000_000,
+                    "context_length": server.loaded_context,
+                }
+                for m in server.models[:1]
+                if loaded
+            ]
+            self._send_json(200, {"models": running})
+        else:
+            return False
+        return True
+
+    def _overflow(self, body: dict[str, Any], reply: Reply) -> bool:
+        """Refuse a prompt over the loaded window as llama-server and vLLM do; True if done."""
+        server = self.model_server
+        prompt = server._prompt_tokens(body, reply)
+        window = server.loaded_context
+        if server.flavour == "llama-server" and prompt > window:
+            message = (
+                f"request ({prompt} tokens) exceeds the available context size ({window} "
+                "tokens), try increasing it"
+            )
+            error = {
+                "code": 400,
+                "message": message,
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": prompt,
+                "n_ctx": window,
+            }
+            self._send_json(400, {"error": error})
+            return True
+        completion = int(body.get("max_tokens") or 0)
+        if server.flavour == "vllm" and prompt + completion > window:
+            # vLLM checks the prompt and max_tokens together against max_model_len.
+            message = (
+                f"This model's maximum context length is {window} tokens. However, you "
+                f"requested {prompt + completion} tokens ({prompt} in the messages, "
+                f"{completion} in the completion). Please reduce the length of the messages "
+                "or completion."
+            )
+            error = {"message": message, "type": "BadRequestError", "param": None, "code": 400}
+            self._send_json(400, {"error": error})
+            return True
+        return False
 
     # -- Ollama ----------------------------------------------------------------------------
 
@@ -393,6 +556,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _ollama_chat(self, body: dict[str, Any]) -> None:
         server = self.model_server
         server._record(body, "/api/chat")
+        server.model_loaded = True  # Ollama loads the model on its first request
         model = str(body.get("model") or "")
         if not server.has_model(model):
             self._send_json(404, {"error": f'model "{model}" not found, try pulling it first'})
@@ -468,6 +632,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._openai_error(400, f"{model} does not support tools", "invalid_request_error")
             return
         reply = server._next_reply(body)
+        server.model_loaded = True  # loaded just in time by the first request
+        if self._overflow(body, reply):
+            return
         if reply.status != 200:
             kind = "server_error" if reply.status >= 500 else "invalid_request_error"
             self._openai_error(reply.status, reply.error or "internal error", kind)
@@ -549,6 +716,63 @@ class _Handler(BaseHTTPRequestHandler):
                 usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
             yield event([], usage=usage)
         yield "data: [DONE]\n\n"
+
+
+def _openai_models(server: ScriptedModelServer) -> dict[str, Any]:
+    """``GET /v1/models`` as the imitated server answers it."""
+    created = 1_700_000_000
+    flavour = server.flavour
+    data: list[dict[str, Any]] = []
+    for m in server.models:
+        entry: dict[str, Any] = {"id": m, "object": "model", "created": created}
+        if flavour == "lmstudio":
+            entry["owned_by"] = "organization_owner"
+        elif flavour == "vllm":
+            entry.update(
+                owned_by="vllm",
+                root=m,
+                parent=None,
+                max_model_len=server.loaded_context,
+                permission=[{"id": "modelperm-scripted", "object": "model_permission"}],
+            )
+        elif flavour == "llama-server":
+            entry.update(
+                aliases=[m],
+                tags=[],
+                owned_by="llamacpp",
+                meta={
+                    "vocab_type": 1,
+                    "n_vocab": 262144,
+                    "n_ctx": server.loaded_context,
+                    "n_ctx_train": server.context_length,
+                    "n_embd": 640,
+                    "n_params": 268098176,
+                    "size": 246587904,
+                },
+            )
+        else:
+            entry["owned_by"] = "library"
+        data.append(entry)
+    return {"object": "list", "data": data}
+
+
+def _lmstudio_v0(server: ScriptedModelServer, name: str) -> dict[str, Any]:
+    """One model of LM Studio's ``GET /api/v0/models``; ``loaded_context_length`` only when
+    the model is loaded, as LM Studio sends it."""
+    entry: dict[str, Any] = {
+        "id": name,
+        "object": "model",
+        "type": "llm",
+        "publisher": "lmstudio-community",
+        "arch": "gemma3",
+        "compatibility_type": "gguf",
+        "quantization": "Q4_K_M",
+        "state": "loaded" if server.model_loaded else "not-loaded",
+        "max_context_length": server.context_length,
+    }
+    if server.model_loaded:
+        entry["loaded_context_length"] = server.loaded_context
+    return entry
 
 
 def _ollama_tag(name: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from agentls.llm.factory import make_backend
-from agentls.llm.types import BackendError, BackendUnreachable
+from agentls.llm.types import BackendError, BackendUnreachable, ModelInfo
 from agentls.settings import Settings
 
 
@@ -88,11 +88,52 @@ async def run_checks(settings: Settings) -> list[Check]:
                     f"{info.context_length})",
                 )
             )
+        checks.append(loaded_check(settings, model, info))
     except BackendError as exc:
         checks.append(Check("server", False, exc.message, exc.hint))
     finally:
         await backend.aclose()
     return checks
+
+
+def loaded_check(settings: Settings, model: str, info: ModelInfo) -> Check:
+    """The context window the server actually loaded for the model, against the setting.
+
+    OpenAI-compatible servers load their own window (LM Studio's load settings, llama-server's
+    ``-c``, vLLM's ``--max-model-len``, Ollama's default behind ``/v1``), often far below the
+    trained maximum; requests are fitted to it, so a larger agent.contextLength is a failure
+    with the server's own fix.
+    """
+    setting = settings.context_length
+    loaded = info.loaded
+    if loaded is None:
+        return Check(
+            "loaded",
+            None,
+            "the server does not say which context window it loaded; requests are fitted to "
+            f"agent.contextLength {setting}",
+        )
+    if loaded.server == "ollama-native":
+        if loaded.length >= setting:
+            return Check(
+                "loaded", True, f"Ollama loads num_ctx {setting} (agent.contextLength) per request"
+            )
+        # The "context" check already fails with its fix: the trained maximum is the limit.
+        return Check(
+            "loaded", None, f"Ollama caps num_ctx at the model's trained maximum, {loaded.length}"
+        )
+    where = f"{loaded.server_name} loaded {model} with a {loaded.length}-token context window"
+    if loaded.slots > 1:
+        where += f" per slot ({loaded.slots} slots)"
+    where += f" ({loaded.source})"
+    if loaded.length < setting:
+        return Check(
+            "loaded",
+            False,
+            f"{where}, below agent.contextLength {setting}: requests are fitted to {loaded.length}",
+            loaded.fix(setting),
+        )
+    return Check("loaded", True, f"{where}; agent.contextLength {setting} fits")
 
 
 def print_report(checks: list[Check], out: TextIO = sys.stdout) -> int:
