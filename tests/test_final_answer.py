@@ -163,3 +163,23 @@ async def test_a_refactor_cut_short_says_what_was_staged_and_quotes_the_model(
     assert "The model's summary: I swapped the factors in area" in result.summary
     assert result.changes[0].new_text.startswith("def area(w, h):\n    return h * w\n")
     assert (project / "geo.py").read_text() == SOURCE
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "<think>The user wants an explanation. Two functions.</think>\n\n{answer}",
+        "<|channel>thought\nTwo small functions, no state.<channel|>{answer}",
+        "{answer}<end_of_turn>",
+    ],
+)
+async def test_thinking_and_template_tokens_never_reach_the_explanation(
+    scripted_model: ScriptedModelServer, project: Path, backend: str, raw: str
+) -> None:
+    answer = "`area` multiplies; `perimeter` adds, then doubles."
+    scripted_model.script([Reply(content=raw.format(answer=answer))])
+    ctx = ctx_for(scripted_model, project, backend)
+    result = await run_explain(ctx, TaskRequest(project / "geo.py"))
+    await ctx.backend.aclose()
+    assert result.markdown == answer

@@ -32,6 +32,7 @@ from agentls.agent.toolmode import (
     tools_prompt,
 )
 from agentls.agent.tools import ToolRegistry, ToolResult
+from agentls.llm.cleanup import clean_answer
 from agentls.llm.recovery import recover_tool_calls
 from agentls.llm.types import (
     ChatBackend,
@@ -220,7 +221,7 @@ async def run_loop(
         await learn_window()
         account(messages, response)
         if not calls:
-            result_text = response.content.strip()
+            result_text = clean_answer(response.content, names)
             finished = True
             messages.append(Message("assistant", response.content))
         else:
@@ -239,7 +240,7 @@ async def run_loop(
                     Message("tool", outcome.output, tool_call_id=call.id, name=call.name)
                 )
                 if outcome.finished:
-                    result_text = outcome.output
+                    result_text = clean_answer(outcome.output, names)
                     finished = True
                     break
             repeat_turns = repeat_turns + 1 if repeats == len(calls) else 0
@@ -278,7 +279,7 @@ async def run_loop(
         response, calls = await caller.call(messages, on_event, final=True)
         await learn_window()
         account(messages, response)
-        result_text = _answer_text(response.content, calls)
+        result_text = _answer_text(response.content, calls, names)
         messages.append(Message("assistant", response.content))
 
     stats.wall_time = time.monotonic() - started
@@ -383,16 +384,15 @@ def _ask_for_answer(messages: list[Message]) -> None:
         messages.append(Message("user", FINAL_ANSWER))
 
 
-def _answer_text(content: str, calls: list[ToolCall]) -> str:
+def _answer_text(content: str, calls: list[ToolCall], names: list[str]) -> str:
     """The model's answer to the final call: its text, else the summary of a finish it made
     anyway (servers without ``tool_choice`` may still get a call)."""
-    text = content.strip()
-    if calls and (not text or recover_tool_calls(text, [c.name for c in calls])):
-        text = ""  # the text was only the call itself
+    text = clean_answer(content, names)  # drops thinking and any call written as text
+    if not text:
         for call in calls:
             summary = call.arguments.get("summary")
             if call.name == "finish" and isinstance(summary, str):
-                text = summary.strip()
+                text = clean_answer(summary, names)
     return text
 
 
