@@ -134,11 +134,26 @@ def run_task_command(args: argparse.Namespace) -> int:
         as_json=args.json,
         root=args.root,
     )
+    from agentls.lifecycle import stop_on_signals
+
+    received: list[int] = []
+
+    async def run() -> int:
+        # A stop signal kills sandboxed commands and removes scratch copies at once, then
+        # cancels the run (which closes the model stream); see lifecycle.py.
+        task = asyncio.current_task()
+        assert task is not None
+        with stop_on_signals(lambda _signum: task.cancel()) as signals:
+            try:
+                return await with_backend(args, lambda settings: run_cli_task(opts, settings))
+            finally:
+                received.extend(signals)
+
     try:
-        return asyncio.run(with_backend(args, lambda settings: run_cli_task(opts, settings)))
-    except KeyboardInterrupt:
+        return asyncio.run(run())
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("cancelled: nothing was written", file=sys.stderr)
-        return 130
+        return 128 + received[0] if received else 130
 
 
 def run_doctor(args: argparse.Namespace) -> int:
@@ -190,17 +205,32 @@ async def with_backend(args: argparse.Namespace, body: Callable[[Settings], Awai
 def run_lsp(args: argparse.Namespace) -> int:
     """Start the language server on stdio or TCP; returns when the client exits."""
     # Imported late: `agentls --help`, `run` and `doctor` don't pay for pygls.
+    from agentls.lifecycle import stop_on_signals
     from agentls.lsp_logging import configure_logging
     from agentls.server import create_server
 
     configure_logging(getattr(args, "log_level", "WARNING"))
 
     server = create_server()
-    if getattr(args, "tcp", False):
-        server.start_tcp(getattr(args, "host", DEFAULT_HOST), getattr(args, "port", DEFAULT_PORT))
+    # SIGTERM/SIGINT/SIGHUP: sandboxed commands and scratch copies go first, then the session
+    # ends (cancelling the runs) and the process exits with 128 + the signal (lifecycle.py).
+    with stop_on_signals(lambda signum: _stop_server(server, signum)) as received:
+        if getattr(args, "tcp", False):
+            server.start_tcp(
+                getattr(args, "host", DEFAULT_HOST), getattr(args, "port", DEFAULT_PORT)
+            )
+        else:
+            server.start_io()
+    return 128 + received[0] if received else 0
+
+
+def _stop_server(server: Any, signum: int) -> None:
+    """End the LSP session on a stop signal; the transport then cancels what still runs."""
+    finish = getattr(server.protocol, "finish", None)
+    if callable(finish):
+        finish(128 + signum)
     else:
-        server.start_io()
-    return 0
+        server.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -226,6 +226,21 @@ def create_server() -> AgentLanguageServer:
     async def on_initialized(ls: AgentLanguageServer, params: types.InitializedParams) -> None:
         await ls.refresh_settings(pull=True)
 
+    # shutdown cancels the runs; exit ends the process. Either way a sandboxed test suite
+    # must stop now (not when its run's cancellation gets to it) and its copy go: a suite
+    # left running kept the process alive for seconds and outlived the server.
+    @server.feature(types.SHUTDOWN)
+    def on_shutdown(ls: AgentLanguageServer, params: None) -> None:
+        from agentls.sandbox import terminate_all
+
+        terminate_all()
+
+    @server.feature(types.EXIT)
+    def on_exit(ls: AgentLanguageServer, params: None) -> None:
+        from agentls.sandbox import terminate_all
+
+        terminate_all()
+
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def on_configuration(
         ls: AgentLanguageServer, params: types.DidChangeConfigurationParams

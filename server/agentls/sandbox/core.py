@@ -354,6 +354,11 @@ class Sandbox:
         finally:
             reader.cancel()
             self._process = None
+            # Close the pipes now: a transport left for the garbage collector after the loop
+            # closed (the server exiting mid-command) printed "Event loop is closed" tracebacks.
+            transport = getattr(process, "_transport", None)
+            if transport is not None:
+                transport.close()
         return CommandResult(
             exit_code=process.returncode,
             output=out.text(),
