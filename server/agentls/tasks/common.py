@@ -138,6 +138,8 @@ async def run_task(
         allowed_tools=READ_ONLY_TOOLS if read_only else None,
         log=ctx.log,
         verify=verify,
+        # The file is in the first message: a read-only task may answer straight away in prose.
+        prose_first=read_only,
     )
     result.stats.skills = [s.name for s in skills]
     return result
