@@ -207,3 +207,15 @@ def test_a_root_with_percent_or_dollar_in_its_name_still_works(tmp_path: Path) -
     assert ws.read_text("a.py") == "x = 1\n"
     with pytest.raises(ToolError, match="outside the workspace"):
         ws.resolve("%2e%2e/x")
+
+
+def test_a_named_pipe_is_refused_as_not_a_regular_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a.py").write_text("x = 1\n")
+    os.mkfifo(root / "pipe")
+    out = run(root, "read", path="pipe")
+    assert out.startswith("Error: 'pipe' is not a regular file"), out
+    assert "not found" not in out
+    # Searching past it neither blocks nor mentions it.
+    assert run(root, "grep", pattern="x") == "a.py:1: x = 1"

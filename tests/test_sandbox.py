@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agentls import sandbox as sandbox_module
-from agentls.sandbox.isolation import probe
 from agentls.sandbox import (
     NO_NETWORK,
     CommandRefused,
@@ -26,6 +29,8 @@ from agentls.sandbox import (
     detect_isolation,
     scrubbed_env,
 )
+from agentls.sandbox.environment import toolchain_paths
+from agentls.sandbox.isolation import probe
 from agentls.settings import DEFAULT_ALLOWED_COMMANDS, Settings
 
 PYTEST = "python -m pytest -q -s -p no:cacheprovider --disable-plugin-autoload"
@@ -357,6 +362,160 @@ async def test_users_home_and_disk_are_hidden_or_read_only(project: Path, tmp_pa
     # Writes to the workspace path land in the copy; /tmp is a private, empty tmpfs.
     assert (project / "calc.py").read_text() == CALC
     assert not outside.exists()
+
+
+@pytest.fixture
+def other_project() -> Iterator[Path]:
+    """A sibling project outside /tmp (which the sandbox hides anyway): /var/tmp and /opt."""
+    made: list[Path] = []
+    for parent in (Path("/var/tmp"), Path("/opt")):
+        try:
+            made.append(Path(tempfile.mkdtemp(prefix="agentls-test-other-", dir=parent)))
+        except OSError:
+            continue
+    for directory in made:
+        (directory / "notes.txt").write_text(f"OTHER-PROJECT-{directory.name}\n")
+    try:
+        yield made[0]
+    finally:
+        for directory in made:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+SNOOP = """\
+import os, sys
+
+
+def test_snoop():
+    for path in sys.argv[-1:] and PATHS:
+        try:
+            print('READ', path, repr(open(path).read()[:200]))
+        except OSError as exc:
+            print('NO', path, exc.strerror)
+    print('ROOT', sorted(os.listdir('/')))
+    print('CAPS', [l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')])
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    for target in (b'/etc', b'/usr', b'/'):
+        rc = libc.umount2(target, 2)
+        print('UMOUNT', target.decode(), rc, os.strerror(ctypes.get_errno()) if rc else '')
+    rc = libc.mount(None, b'/usr', None, 32 | 4096, None)  # remount read-write
+    print('REMOUNT', rc, os.strerror(ctypes.get_errno()) if rc else '')
+"""
+
+
+@pytest.mark.skipif(not ISOLATED, reason="this machine has no namespaces")
+async def test_only_the_copy_system_dirs_and_toolchains_are_visible(
+    project: Path, other_project: Path
+) -> None:
+    """A new root: /etc holds a few entries and a passwd of our own, other projects (outside
+    /tmp and home) do not exist, and the command cannot unmount or remount its way out."""
+    others = sorted(Path(p) for p in other_project.parent.parent.glob("*/agentls-test-other-*"))
+    paths = [
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/hostname",
+        *(str(p / "notes.txt") for p in others),
+        str(project / "calc.py"),
+    ]
+    (project / "test_snoop.py").write_text(SNOOP.replace("PATHS", repr(paths)))
+    real_passwd = Path("/etc/passwd").read_text()
+    async with Sandbox(project, fast()) as sandbox:
+        result = await sandbox.run(f"{PYTEST} test_snoop.py")
+        assert sandbox.path is not None
+        home = sandbox.path / "home"
+    out = result.output
+    assert result.exit_code == 0 and result.filesystem_protected, out
+    # /etc/passwd is ours: this user and nobody, with the sandbox's home.
+    assert f"root:x:0:0:root:{home}:/bin/sh" in out
+    for line in real_passwd.splitlines():
+        if not line.startswith(("root:", "nobody:")):
+            assert line not in out
+    assert "NO /etc/shadow No such file or directory" in out
+    assert "NO /etc/hostname No such file or directory" in out
+    for other in others:
+        assert f"NO {other / 'notes.txt'} No such file or directory" in out
+    assert "OTHER-PROJECT" not in out
+    assert f"READ {project / 'calc.py'}" in out  # the copy, at the workspace path
+    for name in ("home", "opt", "srv", "work", "mnt", "boot"):
+        assert f"'{name}'" not in out.split("ROOT", 1)[1].split("\n", 1)[0]
+    assert "CAPS ['0000000000000000']" in out
+    for target in ("/etc", "/usr", "/"):
+        assert f"UMOUNT {target} -1 Operation not permitted" in out
+    assert "REMOUNT -1 Operation not permitted" in out
+
+
+@pytest.mark.skipif(not ISOLATED, reason="this machine has no namespaces")
+async def test_python_runs_inside_the_new_root(project: Path, other_project: Path) -> None:
+    config = fast(allowed_commands=("python3 -c", "python -m pytest"))
+    code = (
+        "import json, os, ssl, sys, tempfile, pathlib; "
+        "print('PY', sys.version_info[:2], os.getcwd()); "
+        "print('SSL', bool(ssl.create_default_context().get_ca_certs() or True)); "
+        "print('TMP', tempfile.mkstemp()[1]); "
+        f"print('OTHER', pathlib.Path({str(other_project)!r}).exists())"
+    )
+    async with Sandbox(project, config) as sandbox:
+        result = await sandbox.run(f'python3 -c "{code}"')
+        tests = await sandbox.run(f"{PYTEST} test_calc.py")
+    assert result.exit_code == 0, result.output
+    assert f"PY (3, {sys.version_info[1]}) {project}" in result.output
+    assert "SSL True" in result.output and "OTHER False" in result.output
+    assert tests.exit_code == 0 and "1 passed" in tests.output, tests.output
+
+
+async def test_special_files_are_not_copied_and_do_not_hang_the_copy(project: Path) -> None:
+    os.mkfifo(project / "pipe")
+    async with Sandbox(project, fast()) as sandbox:
+        await sandbox.sync({})
+        assert not (sandbox.work / "pipe").exists()
+        assert (sandbox.work / "calc.py").is_file()
+
+
+def test_toolchain_paths_show_toolchains_not_their_surroundings(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    workspace = tmp_path / "work" / "proj"
+    dirs = {
+        "venv": tmp_path / "venvs" / "app",
+        "pyenv": home / ".pyenv",
+        "localbin": home / ".local" / "bin",
+        "locallib": home / ".local" / "lib",
+        "keyring": home / ".local" / "share",
+        "node": tmp_path / "opt" / "node",
+        "inside": workspace / ".venv",
+        "homebin": home / "bin",
+    }
+    for path in [*dirs.values(), workspace]:
+        path.mkdir(parents=True, exist_ok=True)
+    for sub in ("bin",):
+        (dirs["venv"] / sub).mkdir()
+        (dirs["node"] / sub).mkdir()
+    (dirs["node"] / "bin" / "node").write_text("")
+    (dirs["node"] / "bin" / "node").chmod(0o755)
+    env = {
+        "PATH": os.pathsep.join(
+            [
+                str(dirs["venv"] / "bin"),
+                str(dirs["localbin"]),
+                str(dirs["node"] / "bin"),
+                str(dirs["inside"]),
+                str(home),
+                "/usr/bin",
+                str(tmp_path / "work"),
+            ]
+        ),
+        "VIRTUAL_ENV": str(dirs["venv"]),
+        "PYENV_ROOT": str(dirs["pyenv"]),
+    }
+    shown = toolchain_paths(env, ["node --test"], workspace=workspace, home=home)
+    assert str(dirs["venv"]) in shown  # the venv, not only its bin
+    assert str(dirs["pyenv"]) in shown
+    assert str(dirs["node"]) in shown  # node's prefix, found from the allowed command
+    assert str(dirs["localbin"]) in shown
+    for hidden in ("keyring", "inside", "homebin"):
+        assert str(dirs[hidden]) not in shown, hidden
+    assert str(home) not in shown and str(tmp_path / "work") not in shown
+    assert not any(p.startswith("/usr") for p in shown)
 
 
 # -- network -------------------------------------------------------------------------------

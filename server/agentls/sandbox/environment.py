@@ -170,8 +170,6 @@ def toolchain_paths(
                 continue  # the workspace or above it: the copy stands in for it
             if path.is_relative_to(workspace) or path.is_relative_to(real_workspace):
                 continue  # inside the workspace: the copy (and its pass-through dirs) has it
-            if path.parent.name == ".local" and path.parent.parent in homes:
-                continue  # handled below: only bin and lib of ~/.local
             if path.name == ".local" and path.parent in homes:
                 found.update(p for p in (path / "bin", path / "lib") if p.exists())
                 continue
