@@ -464,6 +464,28 @@ async def test_python_runs_inside_the_new_root(project: Path, other_project: Pat
     assert tests.exit_code == 0 and "1 passed" in tests.output, tests.output
 
 
+@pytest.mark.skipif(not ISOLATED, reason="this machine has no namespaces")
+async def test_toolchains_are_visible_but_their_credentials_read_empty(project: Path) -> None:
+    cargo = Path(tempfile.mkdtemp(prefix="agentls-test-cargo-", dir="/var/tmp"))
+    try:
+        (cargo / "credentials.toml").write_text('[registry]\ntoken = "CARGO-TOKEN-s3cr3t"\n')
+        (cargo / "config.toml").write_text("[net]\noffline = true\n")
+        code = (
+            "import pathlib; "
+            f"home = pathlib.Path({str(cargo)!r}); "
+            "print('CONFIG', (home / 'config.toml').read_text().split()); "
+            "print('CREDENTIALS', repr((home / 'credentials.toml').read_text()))"
+        )
+        config = fast(allowed_commands=("python3 -c",))
+        environ = {**os.environ, "CARGO_HOME": str(cargo)}
+        async with Sandbox(project, config, environ=environ) as sandbox:
+            result = await sandbox.run(f'python3 -c "{code}"')
+    finally:
+        shutil.rmtree(cargo, ignore_errors=True)
+    assert "CONFIG ['[net]', 'offline', '=', 'true']" in result.output, result.output
+    assert "CREDENTIALS ''" in result.output and "s3cr3t" not in result.output
+
+
 async def test_special_files_are_not_copied_and_do_not_hang_the_copy(project: Path) -> None:
     os.mkfifo(project / "pipe")
     async with Sandbox(project, fast()) as sandbox:

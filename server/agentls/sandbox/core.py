@@ -37,7 +37,7 @@ from agentls.sandbox.copy import (
     restore_file,
     safe_rel,
 )
-from agentls.sandbox.environment import scrubbed_env, toolchain_paths
+from agentls.sandbox.environment import credential_files, scrubbed_env, toolchain_paths
 from agentls.sandbox.isolation import Isolation, detect_isolation, helper_argv
 from agentls.sandbox.process import Output, drain, kill_group, signal_group
 from agentls.secret_files import SecretFiles
@@ -282,6 +282,7 @@ class Sandbox:
         if not isolation.network:
             return argv
         mount_over = isolation.filesystem and not base.is_relative_to(self.root)
+        expose = self._toolchains(env) if isolation.filesystem else []
         options: dict[str, Any] = {
             "self_unshare": isolation.self_unshare,
             "fs": isolation.filesystem,
@@ -289,7 +290,8 @@ class Sandbox:
             "work": str(base / "work"),
             "newroot": str(base / "root"),
             "home": str(base / "home"),
-            "expose": self._toolchains(env) if isolation.filesystem else [],
+            "expose": expose,
+            "mask": credential_files(expose),
             "root": str(self.root) if mount_over else None,
             "passthrough": self._passthrough if mount_over else [],
             "cwd": str(self.root if mount_over else base / "work"),

@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["scrubbed_env", "toolchain_paths"]
+__all__ = ["credential_files", "scrubbed_env", "toolchain_paths"]
 
 _KEEP_ENV = frozenset(
     {
@@ -208,3 +208,30 @@ def toolchain_paths(
             continue
         kept.append(path)
     return [str(p) for p in kept]
+
+
+# Registry tokens that live inside toolchain directories (cargo's credentials in CARGO_HOME,
+# npm's and pip's configuration in an install prefix): shown empty inside the sandbox.
+CREDENTIAL_NAMES = (
+    "credentials",
+    "credentials.toml",
+    ".credentials.toml",
+    ".npmrc",
+    "etc/npmrc",
+    ".pypirc",
+    "pip.conf",
+    ".netrc",
+    ".git-credentials",
+    ".docker/config.json",
+)
+
+
+def credential_files(directories: Sequence[str]) -> list[str]:
+    """The known credential files at the top of the shown toolchain ``directories``."""
+    found: list[str] = []
+    for directory in directories:
+        for name in CREDENTIAL_NAMES:
+            path = Path(directory) / name
+            if path.is_file() and not path.is_symlink():
+                found.append(str(path))
+    return found

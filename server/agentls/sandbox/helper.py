@@ -311,6 +311,11 @@ def build_root(opts: dict[str, Any]) -> NewRoot:
     for path, source, writable in sorted(binds, key=lambda b: (b[0].count("/"), b[0])):
         if not new.bind(source, path, writable=writable) and isinstance(source, int):
             raise OSError(2, f"cannot show {path} in the sandbox")
+    # Credential files inside the toolchains read as empty (/dev/null bound over them).
+    for path in opts.get("mask", []):
+        target = new.inside(path)
+        if os.path.isfile(target) and not os.path.islink(target):
+            mount("/dev/null", target, MS_BIND)
     for _path, fd, _writable in own:
         os.close(fd)
     new.tmpfs("/dev", mode="755", size="1m")
