@@ -92,4 +92,6 @@ class CommandResult:
             head = f"exit code {self.exit_code} ({self.duration:.1f} s)"
         if not self.network_isolated:
             head += f"; {NO_NETWORK}, the command had network access"
+        elif not self.filesystem_protected:
+            head += "; the file system was not isolated (no new root on this machine)"
         return head
