@@ -1,20 +1,33 @@
 """Recovery of tool calls a model wrote as text instead of making native calls.
 
-Small models often answer with a fenced ```json block, a bare JSON object in prose, or
-``<tool_call>...</tool_call>`` tags, and the JSON is frequently a little broken: trailing
-commas, single quotes, raw newlines inside strings, Python literals, missing closing braces.
-This module finds such calls, repairs the JSON lightly, and keeps only calls to known tools.
-Everything here is a pure function.
+Two kinds of text calls are recovered, in the order they appear:
+
+- family syntaxes with explicit markers (Gemma 4, Qwen/Hermes XML, Mistral, Python calls in
+  Gemma 3's ``tool_code`` fences or after Llama's ``<|python_tag|>``): see ``syntaxes``;
+- JSON calls, as small models write them: a fenced ```json block, a bare object in prose,
+  ``<tool_call>`` tags, often a little broken (trailing commas, single quotes, raw newlines in
+  strings, Python literals, missing closing braces), repaired lightly (``jsonfix``).
+
+Calls the model only thought about (inside ``<think>`` or Gemma 4's thought channel) do not
+count. Only calls to known tools are returned; they go through the same validation as native
+calls. Everything here is a pure function, linear in the length of the reply.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from agentls.llm.blocks import Span, blank, starts_inside, thinking_spans
+from agentls.llm.callsyntax import Found, RawCall
+from agentls.llm.jsonfix import bracket_ends, parse_json_lenient, repair_json
+from agentls.llm.syntaxes import coerce_text_values, find_family_calls, find_python_reply
 from agentls.llm.types import ToolCall
+
+__all__ = ["Scan", "parse_json_lenient", "recover_tool_calls", "repair_json", "scan_reply"]
 
 _TAG_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL | re.IGNORECASE)
 # A fence's language tag is optional; an unclosed fence runs to the end of the text
@@ -22,8 +35,6 @@ _TAG_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL | re.IGNO
 _FENCE_RE = re.compile(r"```[ \t]*[\w.+-]*[ \t]*\n?(.*?)(?:```|\Z)", re.DOTALL)
 _ARGUMENT_KEYS = ("arguments", "args", "parameters", "params", "input")
 _NAME_KEYS = ("name", "tool", "tool_name", "function")
-_PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
-_CLOSERS = {"{": "}", "[": "]"}
 # How many shorter endings to try for an object whose closing braces are missing.
 _MAX_TRUNCATIONS = 40
 # Only the start of an unbalanced object is checked for a call marker before repairing it.
@@ -31,6 +42,88 @@ _CALL_KEY_WINDOW = 300
 # Repairing an unbalanced object tries many endings; a reply full of unclosed braces that
 # mention tool names could make that quadratic, so the number of such objects is capped.
 _MAX_UNBALANCED = 4
+
+Schemas = Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What a reply holds besides its answer.
+
+    ``family``: calls in family syntaxes, whatever the tool's name (their markup is never part
+    of an answer); ``json``: JSON or bare Python calls to known tools; ``thinking``: where the
+    model thought (closed blocks, or everything before a closer without an opener).
+    """
+
+    family: list[Found]
+    json: list[Found]
+    thinking: list[Span]
+
+
+def recover_tool_calls(
+    text: str, tool_names: Collection[str], *, schemas: Schemas | None = None
+) -> list[ToolCall]:
+    """Tool calls written as text in ``text``, in order; only calls to ``tool_names`` count.
+
+    JSON shapes: ``{"name", "arguments"}``, ``{"tool", "arguments"|"args"|"parameters"}``,
+    ``{"function": {"name", "arguments"}}``, a ``{"tool_calls": [...]}`` wrapper, arguments
+    given as a JSON string; in ``<tool_call>`` tags, fenced blocks or prose. Family syntaxes:
+    see ``agentls.llm.syntaxes``. ``schemas`` (tool name -> JSON schema of its arguments) types
+    Qwen XML's text values and names positional Python arguments; without it they stay text.
+    """
+    names = set(tool_names)
+    if not names or not text:
+        return []
+    found = scan_reply(text, names, schemas=schemas)
+    calls: list[ToolCall] = []
+    for item in sorted([*found.family, *found.json], key=lambda f: f.start):
+        for raw in item.calls:
+            call = _to_tool_call(raw, names, schemas)
+            if call is not None:
+                call.id = call.id or f"recovered_{len(calls)}"
+                calls.append(call)
+    return calls
+
+
+def scan_reply(text: str, names: Collection[str], *, schemas: Schemas | None = None) -> Scan:
+    """Find the calls and the thinking in a reply (see ``Scan``)."""
+    names = set(names)
+    family = find_family_calls(text, schemas)
+    # A thinking marker inside a call is part of its arguments (code being edited); a call
+    # inside thinking is a draft the model did not make.
+    thinking = thinking_spans(text, unclosed=False, ignore=[(f.start, f.end) for f in family])
+    family = [f for f in family if not starts_inside(f.start, thinking)]
+    rest = blank(text, [*thinking, *((f.start, f.end) for f in family)])
+    json_calls: list[Found] = []
+    if names:
+        whole = None if family else find_python_reply(rest, names, schemas)
+        json_calls = [whole] if whole else list(_json_calls(rest, names))
+    return Scan(family, json_calls, thinking)
+
+
+def _to_tool_call(raw: RawCall, names: set[str], schemas: Schemas | None) -> ToolCall | None:
+    name = _known_name(raw.name, names)
+    if name is None:
+        return None
+    arguments = raw.arguments
+    if arguments is None:
+        return ToolCall(name=name, arguments={}, id=raw.id, raw_arguments=raw.raw)
+    if raw.text_values:
+        arguments = coerce_text_values(arguments, (schemas or {}).get(name))
+    return ToolCall(name=name, arguments=arguments, id=raw.id, raw_arguments=raw.raw)
+
+
+def _known_name(name: str, names: set[str]) -> str | None:
+    """``name`` as a known tool: as written, without a namespace (``default_api:read``,
+    ``functions.read``), or in lower case."""
+    for candidate in (name, re.split(r"[:.]", name)[-1]):
+        for spelling in (candidate, candidate.strip().lower()):
+            if spelling in names:
+                return spelling
+    return None
+
+
+# -- JSON calls -------------------------------------------------------------------------------
 
 
 def _call_marker(names: Collection[str]) -> re.Pattern[str]:
@@ -46,139 +139,34 @@ def _call_marker(names: Collection[str]) -> re.Pattern[str]:
     )
 
 
-def recover_tool_calls(text: str, tool_names: Collection[str]) -> list[ToolCall]:
-    """Tool calls written as text in ``text``, in order; only calls to ``tool_names`` count.
-
-    Accepted shapes: ``{"name", "arguments"}``, ``{"tool", "arguments"|"args"|"parameters"}``,
-    ``{"function": {"name", "arguments"}}``, a ``{"tool_calls": [...]}`` wrapper, and arguments
-    given as a JSON string. Calls may sit in ``<tool_call>`` tags, fenced blocks, or prose.
-    """
-    names = set(tool_names)
-    if not names:
-        return []
+def _json_calls(text: str, names: set[str]) -> Iterator[Found]:
+    """JSON calls to known tools; a call in a fence or tag spans the whole fence or tag."""
     marker = _call_marker(names)
     budget = [_MAX_UNBALANCED]
-    calls: list[ToolCall] = []
-    for region in _regions(text):
-        for value in _json_values(region, marker, budget):
-            for item in _flatten(value):
-                call = _to_call(item, names)
-                if call is not None:
-                    call.id = call.id or f"recovered_{len(calls)}"
-                    calls.append(call)
-    return calls
+    for outer_start, outer_end, inner_start, inner_end in _regions(text):
+        region = text[inner_start:inner_end]
+        bounded = outer_start != inner_start
+        for value, start, end in _json_values(region, marker, budget):
+            calls = tuple(c for item in _flatten(value) if (c := _to_raw_call(item, names)))
+            if calls:
+                span = (outer_start, outer_end) if bounded else (start, end)
+                offset = 0 if bounded else inner_start
+                yield Found(span[0] + offset, span[1] + offset, calls)
 
 
-def parse_json_lenient(text: str) -> Any:
-    """Parse ``text`` as JSON, repairing it lightly if needed; None when it cannot be parsed."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        return json.loads(repair_json(text))
-    except ValueError:
-        return None
-
-
-def repair_json(text: str) -> str:
-    """Fix the common ways models break JSON.
-
-    Converts single-quoted strings and Python ``True``/``False``/``None``, quotes bare keys,
-    escapes raw control characters inside strings, drops trailing commas, and closes strings,
-    objects and arrays left open at the end.
-    """
-    out: list[str] = []
-    stack: list[str] = []
-    quote: str | None = None  # the quote character of the string we are in
-    i = 0
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if quote is not None:
-            if ch == "\\" and i + 1 < n:
-                nxt = text[i + 1]
-                # \' is valid in Python but not in JSON; inside a JSON string it is just '.
-                out.append("'" if nxt == "'" else ch + nxt)
-                i += 2
-                continue
-            if ch == quote:
-                out.append('"')
-                quote = None
-            elif ch == '"':  # a double quote inside a single-quoted string
-                out.append('\\"')
-            elif ch == "\n":
-                out.append("\\n")
-            elif ch == "\r":
-                out.append("\\r")
-            elif ch == "\t":
-                out.append("\\t")
-            elif ord(ch) < 0x20:
-                out.append(f"\\u{ord(ch):04x}")
-            else:
-                out.append(ch)
-            i += 1
-            continue
-        if ch in "\"'":
-            quote = ch
-            out.append('"')
-        elif ch in _CLOSERS:
-            stack.append(_CLOSERS[ch])
-            out.append(ch)
-        elif ch in "}]":
-            _drop_trailing_comma(out)
-            if stack and stack[-1] == ch:
-                stack.pop()
-            out.append(ch)
-        elif ch.isalpha() or ch == "_":
-            j = i
-            while j < n and (text[j].isalnum() or text[j] == "_"):
-                j += 1
-            word = text[i:j]
-            k = j
-            while k < n and text[k] in " \t\r\n":
-                k += 1
-            if k < n and text[k] == ":" and stack and stack[-1] == "}":
-                out.append(json.dumps(word))  # a bare key: {path: "a.py"}
-            else:
-                out.append(_PY_LITERALS.get(word, word))
-            i = j
-            continue
-        else:
-            out.append(ch)
-        i += 1
-    if quote is not None:
-        out.append('"')
-    _drop_trailing_comma(out)
-    if out and "".join(out).rstrip().endswith(":"):
-        out.append(" null")  # a key whose value never came
-    out.extend(reversed(stack))
-    return "".join(out)
-
-
-def _drop_trailing_comma(out: list[str]) -> None:
-    """Remove a comma (and whitespace after it) at the end of ``out``."""
-    k = len(out) - 1
-    while k >= 0 and out[k] in (" ", "\t", "\n", "\r"):
-        k -= 1
-    if k >= 0 and out[k] == ",":
-        del out[k:]
-
-
-def _regions(text: str) -> Iterator[str]:
-    """The parts of ``text`` to search for JSON, in order: tag bodies, fence bodies, prose.
+def _regions(text: str) -> Iterator[tuple[int, int, int, int]]:
+    """The parts of ``text`` to search for JSON, in order, as (outer start, outer end, inner
+    start, inner end): tag bodies, fence bodies, prose (whose outer and inner are the same).
 
     Tags and fences bound the search, which lets an object with missing closing braces be
     repaired without swallowing the prose after it.
     """
-    spans: list[tuple[int, int, int, int]] = []  # outer start/end, inner start/end
+    spans: list[tuple[int, int, int, int]] = []
     for match in _TAG_RE.finditer(text):
         spans.append((match.start(), match.end(), match.start(1), match.end(1)))
+    tags = [(s, e) for s, e, _, _ in spans]  # in order and disjoint, as finditer gives them
     for match in _FENCE_RE.finditer(text):
-        if not any(s <= match.start() < e for s, e, _, _ in spans):
+        if not starts_inside(match.start(), tags):
             spans.append((match.start(), match.end(), match.start(1), match.end(1)))
     spans.sort()
     pos = 0
@@ -186,15 +174,18 @@ def _regions(text: str) -> Iterator[str]:
         if start < pos:
             continue  # a fence inside a tag: the tag body already covers it
         if start > pos:
-            yield text[pos:start]
-        yield text[inner_start:inner_end]
+            yield pos, start, pos, start
+        yield start, end, inner_start, inner_end
         pos = end
     if pos < len(text):
-        yield text[pos:]
+        yield pos, len(text), pos, len(text)
 
 
-def _json_values(region: str, marker: re.Pattern[str], budget: list[int]) -> Iterator[Any]:
-    """JSON objects that may be calls (``marker``) found in ``region``, repaired where needed.
+def _json_values(
+    region: str, marker: re.Pattern[str], budget: list[int]
+) -> Iterator[tuple[Any, int, int]]:
+    """JSON objects that may be calls (``marker``) found in ``region``, repaired where needed,
+    with where they start and end.
 
     ``budget`` (a one-item list shared across regions) counts the unbalanced objects we may
     still try to repair.
@@ -211,7 +202,7 @@ def _json_values(region: str, marker: re.Pattern[str], budget: list[int]) -> Ite
             if next_marker is None:
                 return  # no object from here on can be a call
         if start not in ends:
-            ends.update(_bracket_ends(region, start))
+            ends.update(bracket_ends(region, start))
         end = ends[start]
         value: Any = None
         if end is not None and marker.search(region, start, end):
@@ -225,7 +216,7 @@ def _json_values(region: str, marker: re.Pattern[str], budget: list[int]) -> Ite
             budget[0] -= 1
             value, end = _parse_truncated(region, start, end)
         if isinstance(value, dict | list) and end is not None:
-            yield value
+            yield value, start, end
             i = end
         else:
             i = start + 1
@@ -256,43 +247,6 @@ def _looks_like_call(value: dict[str, Any]) -> bool:
     return any(key in value for key in (*_NAME_KEYS, "tool_calls"))
 
 
-def _bracket_ends(text: str, start: int) -> dict[int, int | None]:
-    """For every bracket opened outside strings from ``start`` on: the index just past its
-    match, or None if it never closes.
-
-    One pass serves every nested object, which keeps the search linear on long replies.
-    """
-    ends: dict[int, int | None] = {}
-    stack: list[int] = []
-    quote: str | None = None
-    i = start
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if quote is not None:
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == quote:
-                quote = None
-        elif ch in "\"'":
-            # An apostrophe in a bare word (don't) is not a string start.
-            if ch == '"' or i == 0 or not text[i - 1].isalnum():
-                quote = ch
-        elif ch in "{[":
-            stack.append(i)
-        elif ch in "}]" and stack:
-            ends[stack.pop()] = i + 1
-            if not stack and i + 1 < n:
-                # Between top-level values, prose may hold stray quotes; let the next
-                # object start its own pass rather than inherit a wrong string state.
-                break
-        i += 1
-    for open_at in stack:
-        ends[open_at] = None
-    return ends
-
-
 def _flatten(value: Any) -> Iterator[Any]:
     """Single calls, lists of calls, and ``{"tool_calls": [...]}`` wrappers, as single items."""
     if isinstance(value, list):
@@ -304,8 +258,8 @@ def _flatten(value: Any) -> Iterator[Any]:
         yield value
 
 
-def _to_call(obj: Any, names: set[str]) -> ToolCall | None:
-    """A ToolCall from one of the accepted shapes, or None."""
+def _to_raw_call(obj: Any, names: set[str]) -> RawCall | None:
+    """A call to a known tool from one of the accepted JSON shapes, or None."""
     if not isinstance(obj, dict):
         return None
     raw_id = obj.get("id")
@@ -314,18 +268,14 @@ def _to_call(obj: Any, names: set[str]) -> ToolCall | None:
     if isinstance(obj.get("function"), dict):
         body = obj["function"]
     name = next((body[k] for k in _NAME_KEYS if isinstance(body.get(k), str)), None)
-    if name not in names:
+    if name is None or _known_name(name, names) is None:
         return None
-    assert isinstance(name, str)
     raw = next((body[k] for k in _ARGUMENT_KEYS if k in body), None)
     if raw is None:
         # Flattened form, {"name": "read", "path": "a.py"}: the other keys are the arguments.
         raw = {k: v for k, v in body.items() if k not in (*_NAME_KEYS, "id", "type")}
     if isinstance(raw, str):
         parsed = parse_json_lenient(raw) if raw.strip() else {}
-        if isinstance(parsed, dict):
-            return ToolCall(name=name, arguments=parsed, id=call_id, raw_arguments=raw)
-        return ToolCall(name=name, arguments={}, id=call_id, raw_arguments=raw)
-    if isinstance(raw, dict):
-        return ToolCall(name=name, arguments=raw, id=call_id, raw_arguments=json.dumps(raw))
-    return ToolCall(name=name, arguments={}, id=call_id, raw_arguments=json.dumps(raw))
+        return RawCall(name, parsed if isinstance(parsed, dict) else None, raw, id=call_id)
+    arguments = raw if isinstance(raw, dict) else None
+    return RawCall(name, arguments, json.dumps(raw), id=call_id)
