@@ -89,16 +89,24 @@ def scan_reply(text: str, names: Collection[str], *, schemas: Schemas | None = N
     """Find the calls and the thinking in a reply (see ``Scan``)."""
     names = set(names)
     family = find_family_calls(text, schemas)
+    json_calls = list(_json_calls(blank(text, _spans(family)), names)) if names else []
     # A thinking marker inside a call is part of its arguments (code being edited); a call
     # inside thinking is a draft the model did not make.
-    thinking = thinking_spans(text, unclosed=False, ignore=[(f.start, f.end) for f in family])
+    thinking = thinking_spans(text, unclosed=False, ignore=_spans([*family, *json_calls]))
     family = [f for f in family if not starts_inside(f.start, thinking)]
-    rest = blank(text, [*thinking, *((f.start, f.end) for f in family)])
-    json_calls: list[Found] = []
-    if names:
-        whole = None if family else find_python_reply(rest, names, schemas)
-        json_calls = [whole] if whole else list(_json_calls(rest, names))
+    json_calls = [f for f in json_calls if not starts_inside(f.start, thinking)]
+    if names and not family and not json_calls:
+        # A reply that parses as calls as it stands has no thinking in it, whatever its
+        # strings hold; else try again without the thinking.
+        whole = find_python_reply(text, names, schemas)
+        if whole is None and thinking:
+            whole = find_python_reply(blank(text, thinking), names, schemas)
+        json_calls = [whole] if whole else []
     return Scan(family, json_calls, thinking)
+
+
+def _spans(found: list[Found]) -> list[Span]:
+    return [(f.start, f.end) for f in found]
 
 
 def _to_tool_call(raw: RawCall, names: set[str], schemas: Schemas | None) -> ToolCall | None:
