@@ -535,12 +535,16 @@ def test_long_replies_full_of_markers_stay_correct() -> None:
     text = f"```python\n{code}\n```\n{real}\n{code}"
     assert len(text) > 200_000
     assert _family(text) == [("read", {"path": "real.py"})]
+    assert clean_answer(text, TOOLS) == f"```python\n{code}\n```\n\n{code}"
     big_write = (
         '<|tool_call>call:write{path:<|"|>big.py<|"|>,content:<|"|>' + code + '<|"|>}<tool_call|>'
     )
     assert _family(big_write) == [("write", {"path": "big.py", "content": code})]
-    # Junk: whatever is recovered, every call is a known tool and nothing hangs.
-    assert all(name in TOOLS for name, _ in _family(junk))
+    # Cut-off calls end where the next call starts: they never swallow the real one.
+    calls = _family(junk + "\n" + real)
+    assert len(calls) == 501
+    assert calls[-1] == ("read", {"path": "real.py"})
+    assert {name for name, _ in calls[:-1]} == {"write"}
 
 
 # -- clean_answer -------------------------------------------------------------------------------

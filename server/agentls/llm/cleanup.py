@@ -43,7 +43,7 @@ def strip_tool_syntax(text: str, tool_names: Collection[str] = ()) -> str:
 
 def _strip(text: str, tool_names: Collection[str], *, thinking: bool) -> str:
     found = scan_reply(text, tool_names)
-    calls = [(f.start, f.end) for f in (*found.family, *found.json)]
+    calls = [(f.start, f.end) for f in (*found.family, *found.unmarked)]
     # Markers inside a call are the call's text (code being written), not the model's.
     drop = [*calls, *echo_spans(text, ignore=calls)]
     if thinking:

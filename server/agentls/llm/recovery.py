@@ -51,12 +51,13 @@ class Scan:
     """What a reply holds besides its answer.
 
     ``family``: calls in family syntaxes, whatever the tool's name (their markup is never part
-    of an answer); ``json``: JSON or bare Python calls to known tools; ``thinking``: where the
+    of an answer); ``unmarked``: calls recognised by their shape alone (JSON objects, a reply
+    that is nothing but Python calls), so only calls to known tools; ``thinking``: where the
     model thought (closed blocks, or everything before a closer without an opener).
     """
 
     family: list[Found]
-    json: list[Found]
+    unmarked: list[Found]
     thinking: list[Span]
 
 
@@ -76,7 +77,7 @@ def recover_tool_calls(
         return []
     found = scan_reply(text, names, schemas=schemas)
     calls: list[ToolCall] = []
-    for item in sorted([*found.family, *found.json], key=lambda f: f.start):
+    for item in sorted([*found.family, *found.unmarked], key=lambda f: f.start):
         for raw in item.calls:
             call = _to_tool_call(raw, names, schemas)
             if call is not None:
@@ -89,20 +90,20 @@ def scan_reply(text: str, names: Collection[str], *, schemas: Schemas | None = N
     """Find the calls and the thinking in a reply (see ``Scan``)."""
     names = set(names)
     family = find_family_calls(text, schemas)
-    json_calls = list(_json_calls(blank(text, _spans(family)), names)) if names else []
+    unmarked = list(_json_calls(blank(text, _spans(family)), names)) if names else []
     # A thinking marker inside a call is part of its arguments (code being edited); a call
     # inside thinking is a draft the model did not make.
-    thinking = thinking_spans(text, unclosed=False, ignore=_spans([*family, *json_calls]))
+    thinking = thinking_spans(text, unclosed=False, ignore=_spans([*family, *unmarked]))
     family = [f for f in family if not starts_inside(f.start, thinking)]
-    json_calls = [f for f in json_calls if not starts_inside(f.start, thinking)]
-    if names and not family and not json_calls:
+    unmarked = [f for f in unmarked if not starts_inside(f.start, thinking)]
+    if names and not family and not unmarked:
         # A reply that parses as calls as it stands has no thinking in it, whatever its
         # strings hold; else try again without the thinking.
         whole = find_python_reply(text, names, schemas)
         if whole is None and thinking:
             whole = find_python_reply(blank(text, thinking), names, schemas)
-        json_calls = [whole] if whole else []
-    return Scan(family, json_calls, thinking)
+        unmarked = [whole] if whole else []
+    return Scan(family, unmarked, thinking)
 
 
 def _spans(found: list[Found]) -> list[Span]:
