@@ -480,6 +480,13 @@ def test_gemma3_tool_code_fence_with_python_literals() -> None:
     ]
 
 
+def test_gemma3_tool_code_with_a_result_variable() -> None:
+    text = '```tool_code\nresult = grep(pattern="def main", path="src")\nprint(result)\n```'
+    assert _family(text) == [("grep", {"pattern": "def main", "path": "src"})]
+    # Anything beyond calls is a program, not a call.
+    assert _family('```tool_code\nn = len(grep(pattern="x"))\nprint(n + 1)\n```') == []
+
+
 def test_gemma3_call_list_reply_and_positional_arguments() -> None:
     assert _family('[read(path="a.py"), grep(pattern=\'TODO\', path=".")]') == [
         ("read", {"path": "a.py"}),

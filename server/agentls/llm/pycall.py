@@ -26,7 +26,8 @@ def parse_python_calls(
     """The calls in ``code`` if it is nothing but calls, else None.
 
     Accepted statements: ``f(...)``, ``print(f(...))``, ``x.call(...)`` (Llama's built-in tool
-    form; the tool is ``x``), and a list or tuple of calls. With ``names``, every callee must be
+    form; the tool is ``x``), a list or tuple of calls, ``result = f(...)``, and ``print(result)``
+    (ignored). With ``names``, every callee must be
     one of them (used where nothing but the syntax says this is a call). Keyword arguments
     become the arguments; positional ones are matched to the tool's schema properties in order
     when ``schemas`` knows the tool.
@@ -40,9 +41,17 @@ def parse_python_calls(
         return None
     calls: list[RawCall] = []
     for statement in tree.body:
-        if not isinstance(statement, ast.Expr):
+        if _is_print_of_names(statement):
+            continue  # Gemma 3 writes `result = read(...)` then `print(result)`
+        if isinstance(statement, ast.Expr) or (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+        ):
+            value = statement.value
+        else:
             return None
-        nodes = _call_nodes(statement.value)
+        nodes = _call_nodes(value)
         if nodes is None:
             return None
         for node in nodes:
@@ -51,6 +60,19 @@ def parse_python_calls(
                 return None
             calls.append(call)
     return calls or None
+
+
+def _is_print_of_names(statement: ast.stmt) -> bool:
+    """``print(result)``: shows a variable, calls nothing."""
+    if not isinstance(statement, ast.Expr) or not isinstance(statement.value, ast.Call):
+        return False
+    call = statement.value
+    return (
+        isinstance(call.func, ast.Name)
+        and call.func.id == "print"
+        and not call.keywords
+        and all(isinstance(arg, ast.Name) for arg in call.args)
+    )
 
 
 def _call_nodes(node: ast.expr) -> list[ast.Call] | None:
