@@ -366,7 +366,9 @@ class _ModelCaller:
             return response, parse_reply(response.content, self.names)
         calls = response.tool_calls
         if not calls and response.content:
-            calls = recover_tool_calls(response.content, self.names)
+            # The schemas type raw-text values (Qwen XML) where the tool asks for a number.
+            schemas = {spec.name: spec.parameters for spec in self.specs}
+            calls = recover_tool_calls(response.content, self.names, schemas=schemas)
             if calls:
                 self.log(f"recovered {len(calls)} tool call(s) written as text")
         return response, calls
