@@ -102,7 +102,14 @@ local function find_root(bufnr, markers)
     end
     local parent = vim.fn.fnamemodify(dir, ":h")
     if parent == dir then
-      return start
+      -- No project marker: the folder Neovim was started in, when the file lies under it (as
+      -- `agentls run` does). Otherwise no folder at all: the server then works on the file
+      -- alone, so opening /etc/hostname never makes /etc the workspace.
+      local cwd = vim.fn.getcwd()
+      if cwd ~= "/" and start:sub(1, #cwd + 1) == cwd .. "/" or start == cwd then
+        return cwd ~= "/" and cwd or nil
+      end
+      return nil
     end
     dir = parent
   end
