@@ -11,9 +11,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,6 +219,67 @@ async def test_cancelled_run_kills_the_command_and_removes_the_copy(project: Pat
         await task
     assert await wait_gone(marker) == []
     assert not seen[0].exists()
+
+
+async def test_terminate_all_kills_running_commands_and_removes_every_copy(
+    project: Path,
+) -> None:
+    """What a stop signal does first: synchronous, for every live sandbox at once."""
+    marker = f"agentls-terminate-{uuid.uuid4().hex}"
+    (project / "test_sleep.py").write_text(
+        "import subprocess, sys, time\n\n\ndef test_sleep():\n"
+        "    code = 'import time; time.sleep(600)'\n"
+        f"    subprocess.Popen([sys.executable, '-c', code, '{marker}'])\n"
+        "    time.sleep(600)\n"
+    )
+    idle = Sandbox(project, fast())
+    busy = Sandbox(project, fast(timeout=60))
+    await idle.sync({})
+    run = asyncio.create_task(busy.run(f"{PYTEST} test_sleep.py"))
+    for _ in range(200):
+        if processes_with(marker):
+            break
+        await asyncio.sleep(0.05)
+    assert processes_with(marker), "the command did not start"
+    paths = [s.path for s in (idle, busy)]
+    assert set(sandbox_module.live_sandboxes()) >= {idle, busy}
+    assert sandbox_module.terminate_all() >= 2
+    result = await run
+    assert result.exit_code is not None and result.exit_code < 0  # killed by a signal
+    assert await wait_gone(marker) == []
+    assert all(p is not None and not p.exists() for p in paths)
+    assert idle not in sandbox_module.live_sandboxes()
+    with pytest.raises(SandboxError, match="closed"):
+        await idle.run(f"{PYTEST} test_calc.py")
+
+
+async def test_closing_during_the_first_copy_leaves_nothing(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(300):
+        (project / f"mod_{index}.py").write_text("x = 1\n")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    copy2 = shutil.copy2
+
+    def slow_copy(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.01)  # a big workspace: the copy is still going when the signal comes
+        return copy2(*args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copy2", slow_copy)
+    sandbox = Sandbox(project, fast())
+    sync = asyncio.create_task(sandbox.sync({}))
+    while not list(temp.glob("agentls-sandbox-*/work/*")):
+        await asyncio.sleep(0.001)
+    sandbox_module.terminate_all()  # as a signal would, mid-copy
+    with pytest.raises(SandboxError, match="closed"):
+        await sync
+    for _ in range(100):  # the copy thread removes what it wrote once it stops
+        if not list(temp.iterdir()):
+            break
+        await asyncio.sleep(0.05)
+    assert list(temp.iterdir()) == []
 
 
 # -- limits ------------------------------------------------------------------------------

@@ -109,6 +109,7 @@ class Sandbox:
         self._closed = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._process: asyncio.subprocess.Process | None = None
+        self._stop_copy = threading.Event()  # set by close(): a copy in progress stops
         self.files_written = 0  # staged writes and restores since the copy was made
         self.copy_stats = CopyStats()
 
@@ -152,8 +153,12 @@ class Sandbox:
             signal_group(process.pid, signal.SIGKILL)
 
     def close(self) -> None:
-        """Remove the scratch copy (synchronously). Later calls to :meth:`run` fail."""
+        """Remove the scratch copy (synchronously). Later calls to :meth:`run` fail.
+
+        A copy still being made stops, and its thread removes what it wrote after this.
+        """
         self._closed = True
+        self._stop_copy.set()
         if self._finalizer is not None:
             self._finalizer()  # rmtree, once
         self._dir = None
@@ -179,35 +184,37 @@ class Sandbox:
             _live.add(self)
         for sub in ("work", "home", "tmp", "root"):
             (base / sub).mkdir()
-        stop = threading.Event()
         future = asyncio.get_running_loop().run_in_executor(
-            None, self._copy, base / "work", isolation.filesystem, stop
+            None, self._copy, base, isolation.filesystem
         )
         try:
             await asyncio.shield(future)
         except BaseException:
-            # Cancelled (or failed) mid-copy: stop the thread and remove what it wrote
-            # once it has stopped, without making the cancelled caller wait.
-            stop.set()
-            finalizer = self._finalizer
-            future.add_done_callback(lambda _f: finalizer())  # rmtree once the thread stops
-            self._closed = True
-            with _live_lock:
-                _live.discard(self)
+            # Cancelled (or failed) mid-copy: the thread stops and removes what it wrote,
+            # without making the cancelled caller wait.
+            self.close()
             raise
+        if self._closed:  # closed (terminate_all) while the copy was being made
+            raise SandboxError("the sandbox was closed")
         self._dir = base
         return base
 
-    def _copy(self, work: Path, mount_mode: bool, stop: threading.Event) -> None:
-        self._passthrough = copy_tree(
-            self.root,
-            work,
-            secrets=self.secrets,
-            max_file_bytes=self.config.max_file_bytes,
-            mount_mode=mount_mode,
-            stop=stop,
-            stats=self.copy_stats,
-        )
+    def _copy(self, base: Path, mount_mode: bool) -> None:
+        """Make the copy (in a thread); if the sandbox is closed meanwhile, remove it all."""
+        try:
+            self._passthrough = copy_tree(
+                self.root,
+                base / "work",
+                secrets=self.secrets,
+                max_file_bytes=self.config.max_file_bytes,
+                mount_mode=mount_mode,
+                stop=self._stop_copy,
+                stats=self.copy_stats,
+            )
+        finally:
+            # close() may have removed the tree while this thread was still writing into it.
+            if self._stop_copy.is_set():
+                _remove(str(base))
 
     # -- staged edits --------------------------------------------------------------------
 
