@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import tempfile
 import tracemalloc
 import uuid
 from pathlib import Path
@@ -282,6 +284,43 @@ async def test_secrets_outside_the_workspace_are_out_of_reach(
     assert "NO KILL No such process" in result.output and "SIGNALLED" not in result.output
 
 
+async def test_the_rest_of_the_disk_does_not_exist_for_a_test(
+    scripted_model: ScriptedModelServer, project: Path
+) -> None:
+    """Another project (outside /tmp and home, which were always hidden), the system's
+    passwd and shadow, the host's processes: nothing of them reaches the model."""
+    other = Path(tempfile.mkdtemp(prefix="agentls-attack-other-", dir="/var/tmp"))
+    try:
+        (other / ".env").write_text("OTHER_TOKEN=other-s3cr3t\n")
+        real_users = [
+            line.split(":")[0]
+            for line in Path("/etc/passwd").read_text().splitlines()
+            if line and not line.startswith(("root:", "nobody:"))
+        ]
+        snoop = (
+            "import os\n\n\ndef test_snoop():\n"
+            f"    for path in ({str(other / '.env')!r}, '/etc/shadow', '/etc/passwd'):\n"
+            "        try:\n            print('READ', path, open(path).read())\n"
+            "        except OSError as exc:\n            print('NO', path, exc.strerror)\n"
+            f"    print('LS', os.path.exists({str(other.parent)!r}), os.listdir('/var'))\n"
+            "    print('PIDS', sorted(int(p) for p in os.listdir('/proc') if p.isdigit())[:5])\n"
+        )
+        session = Session(scripted_model, project)
+        results = await session.run(
+            [write("test_snoop.py", snoop), bash(f"{PYTEST} test_snoop.py")]
+        )
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+    ((_, result),) = results
+    out = result.output
+    assert "s3cr3t" not in out and f"NO {other / '.env'} No such file or directory" in out
+    assert "NO /etc/shadow No such file or directory" in out
+    for user in real_users:
+        assert f"\n{user}:" not in out, user
+    assert "LS True ['tmp']" in out  # /var holds only a private, empty /var/tmp
+    assert "PIDS [1]\n" in out  # its own PID namespace: the host's processes are not there
+
+
 async def test_fork_bomb_dies_with_the_timeout(
     scripted_model: ScriptedModelServer, project: Path
 ) -> None:
@@ -355,5 +394,6 @@ async def test_gigabyte_of_output_is_cut_and_memory_stays_bounded(
 
 # Tried / refused / got through: the 24 INJECTIONS are refused by the parser before anything
 # runs; the attacks from inside allowed commands (network from a test, from an npm script,
-# DNS, secrets in env and files outside, writes outside, signalling the server, fork chain,
-# endless loop, a gigabyte of output) run and are contained. None got through.
+# DNS, secrets in env and files outside, writes outside, signalling the server, other projects
+# and /etc on the disk, fork chain, endless loop, a gigabyte of output) run and are contained.
+# None got through.
