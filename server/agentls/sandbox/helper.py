@@ -43,9 +43,10 @@ SYS_PIVOT_ROOT = {"x86_64": 155, "amd64": 155, "aarch64": 41, "arm64": 41, "risc
 
 # Shown read-only when present (symlinks, as in merged-/usr systems, are recreated as links).
 SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-# The /etc entries programs need: the dynamic loader, locale and time zone, TLS roots, name
-# service configuration (no passwd: a generated one stands in), Debian's alternatives and
-# Python's configuration. Not there: credentials, ssh, pip/npm configuration (tokens), shadow.
+# The /etc entries programs need: the dynamic loader, locale and time zone, TLS roots (the
+# certificates, never ssl/private), name service configuration (no passwd: a generated one
+# stands in), Debian's alternatives and Python's configuration. Not there: shadow, ssh,
+# pip/npm configuration (tokens), /etc/environment (proxy passwords), everything else.
 ETC_ENTRIES = (
     "ld.so.cache",
     "ld.so.conf",
@@ -54,10 +55,14 @@ ETC_ENTRIES = (
     "locale.conf",
     "localtime",
     "timezone",
-    "ssl",
+    "ssl/certs",
+    "ssl/openssl.cnf",
     "ca-certificates",
     "ca-certificates.conf",
-    "pki",
+    "pki/tls/certs",
+    "pki/tls/cert.pem",
+    "pki/tls/openssl.cnf",
+    "pki/ca-trust",
     "crypto-policies",
     "alternatives",
     "nsswitch.conf",
@@ -69,7 +74,6 @@ ETC_ENTRIES = (
     "mime.types",
     "os-release",
     "python3",
-    "environment",
 )
 # Character devices a command may use; bound from the host's /dev (a user namespace cannot
 # create device nodes).
@@ -409,6 +413,7 @@ def probe(opts: dict[str, Any], report: Callable[[str], object] = print) -> None
     result: dict[str, Any] = {"net": False, "fs": False, "error": ""}
     try:
         result["fs"] = setup(opts)
+        drop_capabilities()  # as before every command: a machine where it fails is found now
         result["net"] = True
     except Exception as exc:
         result["error"] = str(exc)
