@@ -39,7 +39,7 @@ class Isolation:
             return f"{NO_NETWORK} ({self.reason})"
         parts = ["private network namespace"]
         parts.append(
-            "only the copy and the toolchains visible, read-only" if self.filesystem else ""
+            "a new root: the copy, system directories, toolchains" if self.filesystem else ""
         )
         parts.append("PID namespace" if self.pid_namespace else "")
         return ", ".join(p for p in parts if p)
@@ -88,7 +88,8 @@ def detect_isolation(refresh: bool = False) -> Isolation:
     Tries, in order: the ``unshare`` program with user, network, mount and PID namespaces
     (plain ``unshare`` without a user namespace when running as root), then the helper
     calling ``unshare(2)`` itself (no PID namespace). Each candidate runs the helper in
-    probe mode, which reports whether it really saw no network interface but loopback.
+    probe mode, which reports whether it really saw no network interface but loopback, and
+    whether it could build the new root and drop capabilities.
     Blocking (a few process starts, ~100 ms); call it from a thread in async code.
     """
     global _isolation_cache
