@@ -11,6 +11,7 @@ from agentls.agent.tools import ToolRegistry, build_tools
 from agentls.agent.workspace import Workspace
 from agentls.skills import Skill, load_skills, render_guidance, select_skills, unreported
 from agentls.tasks.base import TaskContext, TaskError, TaskRequest, TextRange
+from agentls.tasks.registry import REFACTOR, TaskSpec
 from agentls.tasks.single_file import SingleFileWorkspace
 
 READ_ONLY_TOOLS = ("read", "ls", "find", "grep", "finish")
@@ -73,22 +74,6 @@ def prepare(ctx: TaskContext, req: TaskRequest) -> PreparedTask:
     return PreparedTask(workspace, tools, workspace.rel(path), text, bash)
 
 
-# How each task's text starts -> the task name skills are written for (tasks: [...]).
-TASK_PREFIXES = (
-    ("Task: explain", "explain"),
-    ("Task: refactor", "refactor"),
-    ("Task: write unit tests", "tests"),
-)
-
-
-def task_kind(task_text: str, read_only: bool) -> str:
-    """The task name (explain / refactor / tests) of a task text."""
-    for prefix, kind in TASK_PREFIXES:
-        if task_text.startswith(prefix):
-            return kind
-    return "explain" if read_only else "refactor"
-
-
 def choose_skills(
     ctx: TaskContext, task: str, rel_path: str, instruction: str | None
 ) -> list[Skill]:
@@ -114,19 +99,21 @@ async def run_task(
     prepared: PreparedTask,
     task_text: str,
     *,
-    read_only: bool = False,
-    task: str | None = None,
+    spec: TaskSpec = REFACTOR,
     verify: Verify | None = None,
 ) -> LoopResult:
     """Run the loop with the task text, the user's instruction, the chosen skills' guidance and
-    the file in the first message. ``task`` names the task for skill selection (inferred from
-    ``task_text`` when not given)."""
+    the file in the first message.
+
+    ``spec`` says which skills apply and whether the run is read-only; ``task_text`` is its
+    text as sent (generate-tests names the test file in it). Without a spec the run is a
+    refactor, which is what callers outside the task flows (the benchmarks) run.
+    """
     sel = selection_lines(req.range)
     block = render_file(excerpt(prepared.rel_path, prepared.text, sel))
-    kind = task or task_kind(task_text, read_only)
-    skills = choose_skills(ctx, kind, prepared.rel_path, req.instruction)
+    skills = choose_skills(ctx, spec.skills_task, prepared.rel_path, req.instruction)
     first = task_message(task_text, block, req.instruction, render_guidance(skills))
-    ctx.log(f"{task_text.split(':', 1)[0]} {prepared.rel_path}")
+    ctx.log(f"{spec.name} {prepared.rel_path}")
     if skills:
         ctx.log("skills: " + ", ".join(s.name for s in skills))
     result = await run_loop(
@@ -135,11 +122,11 @@ async def run_task(
         prepared.tools,
         first,
         ctx.progress,
-        allowed_tools=READ_ONLY_TOOLS if read_only else None,
+        allowed_tools=READ_ONLY_TOOLS if spec.read_only else None,
         log=ctx.log,
         verify=verify,
         # The file is in the first message: a read-only task may answer straight away in prose.
-        prose_first=read_only,
+        prose_first=spec.read_only,
     )
     result.stats.skills = [s.name for s in skills]
     return result

@@ -16,13 +16,14 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Literal, Protocol
+from typing import Protocol
 
 from agentls.agent.bash_tool import BashSession, BashTool, sandbox_config
 from agentls.agent.workspace import ToolError, Workspace
 from agentls.sandbox import CommandRefused, CommandResult, check_command
 from agentls.settings import Settings
 from agentls.tasks.base import ProgressSink, TaskContext, Verification
+from agentls.tasks.registry import VerifyKind
 
 # What of a failing run goes back to the model: the end, where runners put their summary.
 FEEDBACK_TAIL_CHARS = 3000
@@ -33,8 +34,6 @@ MIN_VERIFY_TIMEOUT = 120.0
 # `npm init` writes this test script; it is no test suite.
 NPM_PLACEHOLDER = "no test specified"
 PYTEST_NO_TESTS = 5  # pytest's exit code when it collected nothing
-
-TaskKind = Literal["refactor", "tests"]
 
 
 class RunResult(Protocol):
@@ -217,7 +216,7 @@ class Verifier:
         self,
         workspace: Workspace,
         source_rel: str,
-        kind: TaskKind,
+        kind: VerifyKind,
         *,
         command_setting: str,
         runner: CommandRunner | None,
@@ -409,7 +408,7 @@ def make_verifier(
     ctx: TaskContext,
     workspace: Workspace,
     source_rel: str,
-    kind: TaskKind,
+    kind: VerifyKind,
     bash: BashTool | None,
     test_file: Callable[[], str | None] = lambda: None,
 ) -> tuple[Verifier, SandboxTests | None]:
