@@ -16,26 +16,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
-
-from agentls.agent.tools import Tool, ToolResult
+from agentls.agent.tools import Tool, ToolDef, ToolResult
+from agentls.agent.tools.base import Args, alias_field
 from agentls.agent.workspace import ToolError, Workspace
 from agentls.sandbox import CommandResult, Sandbox, SandboxConfig, SandboxError
 from agentls.settings import Settings
 
-__all__ = ["BashArgs", "BashSession", "BashTool", "make_bash_tool", "sandbox_config"]
+__all__ = ["BASH", "BashArgs", "BashSession", "BashTool", "make_bash_tool", "sandbox_config"]
 
 # What the model gets back: pytest's summary is at the end, so keep more of the tail.
 TOOL_OUTPUT_HEAD = 3000
 TOOL_OUTPUT_TAIL = 6000
 
 
-class BashArgs(BaseModel):
+class BashArgs(Args):
     """Arguments of ``bash``."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    command: str = alias_field(..., "command", "cmd", "script")
 
-    command: str = Field(validation_alias=AliasChoices("command", "cmd", "script"))
+
+# The declaration; its action needs the run's sandbox session, so make_bash_tool binds it.
+BASH = ToolDef(
+    "bash",
+    "Run a test or lint command (e.g. pytest) on a copy of the workspace with your edits.",
+    BashArgs,
+    "running {command:.60}",
+)
 
 
 def sandbox_config(settings: Settings, **overrides: Any) -> SandboxConfig:
@@ -122,17 +128,4 @@ def make_bash_tool(
             raise ToolError(str(exc)) from exc
         return ToolResult(format_result(result))
 
-    def describe(arguments: dict[str, Any]) -> str:
-        command = str(arguments.get("command") or arguments.get("cmd") or "")
-        return f"running {command[:60]}"
-
-    return BashTool(
-        "bash",
-        "Run a test or lint command (e.g. pytest) on a copy of the workspace with your edits.",
-        {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]},
-        BashArgs,
-        run,
-        describe,
-        "bash(command)",
-        session=session,
-    )
+    return BashTool(BASH, run, session=session)

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from agentls.agent.prompts import REPEATED_CALL
+from agentls.agent.tools import MUTATING_TOOLS, paths_of_call
 from agentls.llm.types import (
     ChatBackend,
     LoadedContext,
@@ -80,8 +81,6 @@ MIN_TRUNCATED_KEEP_CHARS = 200
 _MARKER_ALLOWANCE = 120  # about the length of the marker step 3 inserts
 # The last messages are the model's current step: the call it just made and its result.
 KEEP_LAST_MESSAGES = 2
-MUTATING_TOOLS = frozenset({"edit", "write"})
-_PATH_KEYS = ("path", "file_path", "file", "filename")
 
 
 # -- estimation ----------------------------------------------------------------------------
@@ -304,13 +303,21 @@ def _norm_path(raw: object) -> str | None:
     return path.removeprefix("./")
 
 
-def _call_path(call: ToolCall) -> str | None:
+def _call_paths(call: ToolCall) -> list[str]:
+    """The paths a call names, normalised; which arguments are paths (under which names,
+    nested ones included) comes from the tool's declaration."""
     args = call.arguments if isinstance(call.arguments, dict) else {}
-    for key in _PATH_KEYS:
-        path = _norm_path(args.get(key))
-        if path is not None:
-            return path
-    return None
+    found: list[str] = []
+    for raw in paths_of_call(call.name, args):
+        path = _norm_path(raw)
+        if path is not None and path not in found:
+            found.append(path)
+    return found
+
+
+def _call_path(call: ToolCall) -> str | None:
+    paths = _call_paths(call)
+    return paths[0] if paths else None
 
 
 def _calls_of_tool_messages(messages: Sequence[Message]) -> dict[int, ToolCall]:
@@ -355,26 +362,28 @@ def default_protected(
     """The default protection: what :func:`fit_to_context` must not elide or shorten.
 
     Protected: the system prompt and the task (indices 0 and 1), the last ``keep_last``
-    messages, and the latest state of edited files: for every path an ``edit`` or ``write``
-    call named, the newest successful ``read`` of it and the newest successful ``edit`` or
-    ``write`` result for it. Paths come from the assistant tool calls' arguments.
+    messages, and the latest state of edited files: for every path a mutating call
+    (``edit``, ``write``) named, the newest successful ``read`` of it and the newest
+    successful mutating result for it. Paths come from the assistant tool calls' arguments
+    (all of them: one ``edit`` may move lines to another file).
     """
     calls = _calls_of_tool_messages(messages)
     edited = {
         path
         for message in messages
         for call in message.tool_calls
-        if call.name in MUTATING_TOOLS and (path := _call_path(call)) is not None
+        if call.name in MUTATING_TOOLS
+        for path in _call_paths(call)
     }
     newest: dict[tuple[str, str], int] = {}  # (kind, path) -> index of the newest result
     for index, call in calls.items():
-        path = _call_path(call)
-        if path is None or path not in edited or not _succeeded(messages[index]):
-            continue
         kind = "read" if call.name == "read" else "change" if call.name in MUTATING_TOOLS else ""
-        if kind:
-            key = (kind, path)
-            newest[key] = max(index, newest.get(key, -1))
+        if not kind or not _succeeded(messages[index]):
+            continue
+        for path in _call_paths(call):
+            if path in edited:
+                key = (kind, path)
+                newest[key] = max(index, newest.get(key, -1))
     keep = set(newest.values())
     first_of_tail = len(messages) - keep_last
 

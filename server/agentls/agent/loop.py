@@ -45,9 +45,6 @@ from agentls.llm.types import (
 )
 from agentls.settings import Settings
 
-# Tools that change the staged view; a repeat of any call after one of these is not a repeat.
-MUTATING_TOOLS = frozenset({"edit", "write"})
-
 # Model calls a repair round is sure to get, even when the model finished on its last turn:
 # read the failure, edit, finish, with room for one mistake.
 REPAIR_ROUND_TURNS = 5
@@ -414,8 +411,9 @@ async def _run_call(
         head = earlier.output if len(earlier.output) <= 300 else earlier.output[:300] + " ..."
         return ToolResult(f"{REPEATED_CALL}\nEarlier result: {head}", ok=False)
     outcome = await tools.execute(call)
-    if call.name in MUTATING_TOOLS and outcome.ok:
-        # The files changed, so an earlier read or search may now give a different answer.
+    if tools.mutates(call.name) and outcome.ok:
+        # The tool changed the staged view (its declaration says so), so an earlier read or
+        # search may now give a different answer; a repeat after it is not a repeat.
         seen.clear()
     else:
         seen[key] = outcome

@@ -18,7 +18,7 @@ Rules:
 - Call one tool at a time and wait for its result.
 - edit: old_text must be copied exactly from the current file and be unique; keep it short. \
 After an error, read the file again.
-- write: only for new files.
+- write: creates a file or replaces its whole content; to change part of a file, use edit.
 - When the task is done, call finish with a short summary of what you did."""
 
 # Files larger than this go into the first message only around the selection.
