@@ -58,12 +58,18 @@ class AppliedEdit:
     ``first_line``/``last_line`` are 1-based lines of the replacement in ``text`` (for a
     pure deletion both are the line where the removed text was). ``note`` explains any
     tolerance that was needed, so the model learns to be exact next time.
+    ``start``/``end`` are the offsets of the matched text in the *original* text and
+    ``replacement`` what took its place, so several edits located in one text can be
+    applied together (``text == original[:start] + replacement + original[end:]``).
     """
 
     text: str
     first_line: int
     last_line: int
     note: str = ""
+    start: int = 0
+    end: int = 0
+    replacement: str = ""
 
 
 def apply_edit(text: str, old_text: str, new_text: str) -> str:
@@ -108,6 +114,9 @@ def apply_edit_detailed(text: str, old_text: str, new_text: str) -> AppliedEdit:
                 applied.first_line,
                 applied.last_line,
                 "; ".join(n for n in (note, applied.note) if n),
+                applied.start,
+                applied.end,
+                applied.replacement,
             )
 
     result = _match_lines(text, old_text, new_text)
@@ -164,7 +173,8 @@ def _match_exact(text: str, old_text: str, new_text: str) -> AppliedEdit | None:
         new_text = new_text.replace("\n", "\r\n")
     result = text[:pos] + new_text + text[pos + len(old_text) :]
     first = _line_of(text, pos)
-    return AppliedEdit(result, first, first + _body_line_count(new_text) - 1)
+    last = first + _body_line_count(new_text) - 1
+    return AppliedEdit(result, first, last, "", pos, pos + len(old_text), new_text)
 
 
 def _body_line_count(inserted: str) -> int:
@@ -285,7 +295,10 @@ def _match_lines(text: str, old_text: str, new_text: str) -> AppliedEdit | None:
         direction = "indented" if indent.add else "dedented"
         notes.append(f"new_text was {direction} by {len(indent.delta)} characters to fit")
     first = start + 1
-    return AppliedEdit(result, first, first + _body_line_count(body) - 1, "; ".join(notes))
+    offset = sum(len(line) for line in flines[:start])
+    span = (offset, offset + sum(len(line) for line in region))
+    last = first + _body_line_count(body) - 1
+    return AppliedEdit(result, first, last, "; ".join(notes), *span, body)
 
 
 def number_lines(lines: Sequence[str], first: int, width: int = 4) -> str:
