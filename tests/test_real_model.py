@@ -41,8 +41,9 @@ def check_real_stats(stats: dict[str, Any]) -> None:
     """The numbers come from llama-server, not from our defaults or our own estimates."""
     assert stats["model"] == "gemma3:270m" and stats["backend"] == "openai"
     assert 1 <= stats["turns"] <= MAX_TURNS
-    # Constrained mode: the grammar makes every reply one JSON tool call, and each parsed.
-    assert stats["toolCalls"] == stats["turns"]
+    # Constrained mode: the grammar makes a reply one JSON tool call; the prose turns (an
+    # explain's first call, the final call for the model's answer) make none.
+    assert 0 <= stats["toolCalls"] <= stats["turns"]
     # The first message alone holds the 888-character example file.
     assert stats["promptTokens"] > 200
     assert stats["completionTokens"] > 0
@@ -61,7 +62,9 @@ async def test_explain_with_a_real_model(real_model: RealModel, tmp_path: Path) 
     async with agent_client(root, real_model.settings(maxTurns=MAX_TURNS)) as agent:
         doc = await agent.open(root / "inventory.py")
         result = await agent.request("agent/explain", {"textDocument": {"uri": doc}})
-    assert isinstance(result["markdown"], str) and result["markdown"].strip()
+    # The model's own words, however poor: never the placeholder for an empty answer.
+    answer = result["markdown"].split("\n\n> **agentls:**")[0].strip()
+    assert answer and "gave no explanation" not in answer
     check_real_stats(result["stats"])
     assert (root / "inventory.py").read_bytes() == EXAMPLE.read_bytes()
 
@@ -104,7 +107,7 @@ async def test_refactor_with_a_real_model(real_model: RealModel, tmp_path: Path)
         check_workspace_edit(result["edit"], root)
     else:
         # An honest result: nothing staged, and the summary says so.
-        assert result["summary"].startswith("No change")
+        assert result["summary"].startswith(("No change", "Stopped early"))
     check_real_stats(result["stats"])
     assert (root / "inventory.py").read_bytes() == EXAMPLE.read_bytes()  # never written
 
@@ -128,7 +131,7 @@ def test_readme_demo_command_runs_and_says_what_the_demo_is(real_model: RealMode
     assert proc.returncode == 0, proc.stderr
     assert "only shows the pipeline working" in proc.stderr
     assert "Ollama with Gemma 4" in proc.stderr
-    assert proc.stdout.strip()
+    assert proc.stdout.strip() and "gave no explanation" not in proc.stdout
     assert "gemma3:270m via openai" in proc.stderr  # the stats line
 
 
