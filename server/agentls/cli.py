@@ -211,17 +211,21 @@ def run_lsp(args: argparse.Namespace) -> int:
 
     configure_logging(getattr(args, "log_level", "WARNING"))
 
+    from agentls.lsp_transport import serve_stdio, serve_tcp
+
     server = create_server()
+    # Our reader loop, not pygls' start_io/start_tcp: it survives bad frames and returns the
+    # exit status the LSP spec asks for (1 on exit without shutdown).
     # SIGTERM/SIGINT/SIGHUP: sandboxed commands and scratch copies go first, then the session
     # ends (cancelling the runs) and the process exits with 128 + the signal (lifecycle.py).
     with stop_on_signals(lambda signum: _stop_server(server, signum)) as received:
         if getattr(args, "tcp", False):
-            server.start_tcp(
-                getattr(args, "host", DEFAULT_HOST), getattr(args, "port", DEFAULT_PORT)
+            code = serve_tcp(
+                server, getattr(args, "host", DEFAULT_HOST), getattr(args, "port", DEFAULT_PORT)
             )
         else:
-            server.start_io()
-    return 128 + received[0] if received else 0
+            code = serve_stdio(server)
+    return 128 + received[0] if received else code
 
 
 def _stop_server(server: Any, signum: int) -> None:

@@ -28,6 +28,7 @@ from agentls.lsp_settings import (
     pull_configuration,
 )
 from agentls.lsp_status import backend_status
+from agentls.lsp_transport import AgentProtocol
 from agentls.protocol import (
     CommandResultJson,
     ProtocolError,
@@ -45,8 +46,13 @@ class AgentLanguageServer(LanguageServer):
     """agentls over LSP: settings, the task runner and a few message helpers."""
 
     def __init__(self) -> None:
+        # AgentProtocol: validated messages, a correct lifecycle, no leaked futures
+        # (lsp_transport explains what pygls gets wrong there).
         super().__init__(
-            "agentls", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental
+            "agentls",
+            __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            protocol_cls=AgentProtocol,
         )
         self.settings_state = SettingsState()
         self.runner = AgentRunner(self, lambda: self.settings_state.settings)
@@ -140,9 +146,13 @@ async def handle_command(
     try:
         params = protocol.parse_command_args(args)
         path = params.path()
+    except ProtocolError as exc:
+        # Malformed arguments are the client's mistake, not a failed run: InvalidParams, as
+        # for the agent/* requests (a result with ok: false would read as a run that failed).
+        raise JsonRpcInvalidParams(message=f"{title}: {exc}") from exc
+    try:
         outcome = await ls.runner.run(kind, params)
-    except (ProtocolError, RunFailure) as exc:
-        failure = exc if isinstance(exc, RunFailure) else RunFailure(str(exc))
+    except RunFailure as failure:
         hint = f" {failure.hint}" if failure.hint else ""
         ls.show(types.MessageType.Error, f"{title} failed: {failure.message}{hint}")
         return {"ok": False, "error": failure.message, "hint": failure.hint}
