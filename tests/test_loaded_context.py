@@ -492,3 +492,14 @@ async def test_the_real_llama_server_reports_its_loaded_window(real_model: RealM
     checks = await run_checks(settings)
     loaded_check = next(c for c in checks if c.name == "loaded")
     assert loaded_check.ok is False and "8192-token context window" in loaded_check.detail
+
+
+async def test_agent_status_shows_the_loaded_window_beside_the_setting(tmp_path: Path) -> None:
+    from lsp_support import agent_client
+
+    with ScriptedModelServer(flavour="llama-server", loaded_context=4096) as s:
+        settings = {"backend": "openai", "baseUrl": s.openai_url, "contextLength": 16384}
+        async with agent_client(tmp_path, {"agent": settings}) as agent:
+            status = await agent.request("agent/status", {})
+    assert status["reachable"] is True
+    assert status["contextLength"] == 16384 and status["loadedContextLength"] == 4096

@@ -65,6 +65,7 @@ async def backend_status(
             status["reachable"] = True
             info = await backend.model_info()
         status["modelContextLength"] = info.context_length
+        status["loadedContextLength"] = info.loaded_context_length
         status["supportsTools"] = info.supports_tools
         if not info.present:
             status["error"] = f"model {info.name!r} is not available on the server"

@@ -1,4 +1,5 @@
-"""The public LSP contract of agentls: custom method and command names, params and results.
+"""The public LSP contract of agentls: params and results (the task methods and commands are
+named in tasks/registry.py).
 
 Params arrive from pygls as nested namedtuples (custom methods) or raw JSON values (command
 arguments); both are normalised to plain JSON first and then parsed into ``AgentParams``.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 from lsprotocol import types
 from lsprotocol.converters import get_converter
@@ -20,37 +21,9 @@ from pygls.uris import from_fs_path, to_fs_path
 from agentls.agent.stats import Stats
 from agentls.tasks.base import TextRange, Verification
 
-# Custom requests.
-EXPLAIN = "agent/explain"
-REFACTOR = "agent/refactor"
-GENERATE_TESTS = "agent/generateTests"
+# The task requests and commands (agent/explain, agent.explain, ...) are declared with their
+# tasks in tasks/registry.py. agent/status is no task.
 STATUS = "agent/status"
-
-# workspace/executeCommand commands; arguments are [uri, range?, instruction?].
-CMD_EXPLAIN = "agent.explain"
-CMD_REFACTOR = "agent.refactor"
-CMD_GENERATE_TESTS = "agent.generateTests"
-
-TaskKind = Literal["explain", "refactor", "generateTests"]
-
-METHOD_KINDS: dict[str, TaskKind] = {
-    EXPLAIN: "explain",
-    REFACTOR: "refactor",
-    GENERATE_TESTS: "generateTests",
-}
-COMMAND_KINDS: dict[str, TaskKind] = {
-    CMD_EXPLAIN: "explain",
-    CMD_REFACTOR: "refactor",
-    CMD_GENERATE_TESTS: "generateTests",
-}
-KIND_COMMANDS: dict[TaskKind, str] = {kind: cmd for cmd, kind in COMMAND_KINDS.items()}
-
-# Progress titles and code action titles, one per task.
-KIND_TITLES: dict[TaskKind, str] = {
-    "explain": "Agent: Explain",
-    "refactor": "Agent: Refactor",
-    "generateTests": "Agent: Generate tests",
-}
 
 ProgressToken = int | str
 
@@ -262,6 +235,9 @@ class StatusResultJson(TypedDict):
     skills: list[SkillJson]  # the effective skills, after user/workspace overrides
     skillWarnings: list[str]  # skill files that could not be used, and why
     modelContextLength: NotRequired[int | None]
+    # The window the server actually loaded (LM Studio, llama-server, vLLM, Ollama /v1); requests
+    # are fitted to the smaller of it and contextLength.
+    loadedContextLength: NotRequired[int | None]
     supportsTools: NotRequired[bool | None]
     error: NotRequired[str]
 
