@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     lsp = commands.add_parser("lsp", help="run the language server (the default)")
     _add_lsp_options(lsp)
 
+    # The task words come from the registry (light: no agent code is imported with it).
+    from agentls.tasks.registry import cli_words
+
     run = commands.add_parser("run", help="run one task on a file and print the result")
-    run.add_argument("task", choices=["explain", "refactor", "tests"])
+    run.add_argument("task", choices=cli_words())
     run.add_argument("file", type=Path)
     run.add_argument("--range", help="lines to work on, 1-based and inclusive: 10-40")
     run.add_argument("--instruction", help="what you want, in your words")

@@ -26,7 +26,7 @@ from agentls.lsp_documents import (
     open_documents,
 )
 from agentls.lsp_progress import LspProgress
-from agentls.protocol import KIND_TITLES, AgentParams, TaskKind
+from agentls.protocol import AgentParams
 from agentls.settings import Settings
 from agentls.tasks.base import (
     DocumentProvider,
@@ -36,6 +36,7 @@ from agentls.tasks.base import (
     TaskError,
     TaskRequest,
 )
+from agentls.tasks.registry import TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class RunFailure(Exception):
 class RunOutcome:
     """A finished run: the task's result and, for edit tasks, the edit to hand the client."""
 
-    kind: TaskKind
+    spec: TaskSpec
     result: ExplainResult | EditResult
     edit: types.WorkspaceEdit | None
 
@@ -82,24 +83,6 @@ def make_backend(settings: Settings) -> ChatBackend:
     if _shared_client is None or _shared_client.is_closed:
         _shared_client = httpx.AsyncClient()
     return factory(settings, _shared_client)
-
-
-async def _call_task(
-    kind: TaskKind, ctx: TaskContext, req: TaskRequest
-) -> ExplainResult | EditResult:
-    # Imported per call rather than at module import: the tasks pull in the agent loop, and a
-    # language server that starts fast is one the editor does not time out on.
-    if kind == "explain":
-        from agentls.tasks.explain import run_explain
-
-        return await run_explain(ctx, req)
-    if kind == "refactor":
-        from agentls.tasks.refactor import run_refactor
-
-        return await run_refactor(ctx, req)
-    from agentls.tasks.tests import run_generate_tests
-
-    return await run_generate_tests(ctx, req)
 
 
 def describe_failure(exc: BaseException) -> RunFailure:
@@ -143,7 +126,7 @@ class AgentRunner:
     def _log(self, message: str, kind: types.MessageType = types.MessageType.Log) -> None:
         self._ls.window_log_message(types.LogMessageParams(type=kind, message=message))
 
-    def scope(self, kind: TaskKind, path: Path) -> DocumentScope:
+    def scope(self, spec: TaskSpec, path: Path) -> DocumentScope:
         """Where the request may work; RunFailure for a file outside the open folders.
 
         Checked before progress starts or any model is called: a refused file's text must
@@ -153,16 +136,16 @@ class AgentRunner:
             scope = document_scope(self._ls.workspace, path)
         except OutsideWorkspace as exc:
             raise RunFailure(exc.message, exc.hint) from exc
-        if scope.single_file and kind == "generateTests":
+        if scope.single_file and spec.needs_folder:
             raise RunFailure(
-                f"Generating tests needs a workspace folder: {path} is open on its own, and "
-                "a file worked on alone cannot get a test file next to it.",
+                f"{spec.activity} needs a workspace folder: {path} is open on its own, and "
+                f"{spec.needs_folder}.",
                 "Open the folder that holds the file and try again.",
             )
         return scope
 
     def _edit(
-        self, kind: TaskKind, result: EditResult, documents: DocumentProvider, root: Path
+        self, spec: TaskSpec, result: EditResult, documents: DocumentProvider, root: Path
     ) -> types.WorkspaceEdit:
         """The WorkspaceEdit of a finished edit run, against the text it will be applied to.
 
@@ -183,7 +166,7 @@ class AgentRunner:
         except EditConflict as exc:
             diff = unified_diff(result.changes, root)
             self._log(
-                f"{KIND_TITLES[kind]}: the staged change that was not applied:\n{diff}",
+                f"{spec.title}: the staged change that was not applied:\n{diff}",
                 types.MessageType.Warning,
             )
             staged = " ".join(result.summary.split())  # one line: it ends a message
@@ -195,13 +178,13 @@ class AgentRunner:
                 data={"summary": result.summary, "diff": diff},
             ) from exc
 
-    async def run(self, kind: TaskKind, params: AgentParams) -> RunOutcome:
+    async def run(self, spec: TaskSpec, params: AgentParams) -> RunOutcome:
         """Run one task with progress; raise RunFailure, or CancelledError when cancelled."""
         path = params.path()
         try:
-            scope = self.scope(kind, path)
+            scope = self.scope(spec, path)
         except RunFailure as refusal:
-            self._log(f"{KIND_TITLES[kind]} refused: {refusal}", types.MessageType.Error)
+            self._log(f"{spec.title} refused: {refusal}", types.MessageType.Error)
             raise
         if scope.single_file:
             self._log(
@@ -210,7 +193,7 @@ class AgentRunner:
             )
         settings = self._settings()
         progress = await LspProgress.start(
-            self._ls, KIND_TITLES[kind], params.work_done_token, asyncio.current_task()
+            self._ls, spec.progress_title, params.work_done_token, asyncio.current_task()
         )
         end_message = "Failed"
         backend: ChatBackend | None = None
@@ -228,29 +211,29 @@ class AgentRunner:
                 single_file=scope.single_file,
             )
             request = TaskRequest(path=path, range=params.range, instruction=params.instruction)
-            result = await _call_task(kind, ctx, request)
+            result = await spec.execute(ctx, request)
             self.last_stats = result.stats
             self._log(result.stats.summary_line(), types.MessageType.Info)
             edit = None
             if isinstance(result, EditResult):
                 # result.warnings were already shown: the loop sends them through the sink.
-                edit = self._edit(kind, result, documents, scope.root)
+                edit = self._edit(spec, result, documents, scope.root)
             end_message = "Done"
             if edit is not None and edit.document_changes:
                 # The last report stays on screen while the editor shows its preview; the
                 # model is done by now, so say what the user is waiting for.
                 end_message = "Done: review the proposed changes"
                 progress.report(end_message, 100)
-            return RunOutcome(kind=kind, result=result, edit=edit)
+            return RunOutcome(spec=spec, result=result, edit=edit)
         except asyncio.CancelledError:
             end_message = "Cancelled"
-            self._log(f"{KIND_TITLES[kind]}: cancelled", types.MessageType.Info)
+            self._log(f"{spec.title}: cancelled", types.MessageType.Info)
             raise  # so the model's HTTP stream closes and the request answers RequestCancelled
         except Exception as exc:
             failure = describe_failure(exc)
             if not isinstance(exc, BackendError | TaskError | EditConflict | RunFailure):
-                log.exception("%s failed", kind)
-            self._log(f"{KIND_TITLES[kind]} failed: {failure}", types.MessageType.Error)
+                log.exception("%s failed", spec.name)
+            self._log(f"{spec.title} failed: {failure}", types.MessageType.Error)
             if failure is exc:
                 raise
             raise failure from exc

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,19 +24,10 @@ from agentls.tasks.base import (
     TaskRequest,
     TextRange,
 )
-from agentls.tasks.explain import run_explain
-from agentls.tasks.refactor import run_refactor
-from agentls.tasks.tests import run_generate_tests
+from agentls.tasks.registry import by_cli_word, cli_words
 
 # Exit code when the edit was produced but the project's tests fail with it.
 TESTS_FAIL = 5
-
-TaskFn = Callable[[TaskContext, TaskRequest], Awaitable[ExplainResult | EditResult]]
-TASKS: dict[str, TaskFn] = {
-    "explain": run_explain,
-    "refactor": run_refactor,
-    "tests": run_generate_tests,
-}
 
 
 class StderrProgress:
@@ -116,7 +106,7 @@ def choose_scope(path: Path, root: Path | None, cwd: Path) -> tuple[Path, bool]:
 class RunOptions:
     """Parsed `agentls run` arguments."""
 
-    task: str
+    task: str  # the task's CLI word (explain, refactor, tests)
     file: Path
     range: str | None = None
     instruction: str | None = None
@@ -133,10 +123,15 @@ async def run_cli_task(opts: RunOptions, settings: Settings, out: TextIO = sys.s
         print(f"error: no such file: {opts.file}", file=sys.stderr)
         return 2
     try:
+        spec = by_cli_word(opts.task)
+    except KeyError:
+        print(f"error: unknown task {opts.task!r} (use {', '.join(cli_words())})", file=sys.stderr)
+        return 2
+    try:
         root, single_file = choose_scope(path, opts.root, Path.cwd())
-        if single_file and opts.task == "tests":
+        if single_file and spec.needs_folder:
             raise TaskError(
-                f"generating tests needs the file's project: {opts.file} is outside the "
+                f"{spec.activity.lower()} needs the file's project: {opts.file} is outside the "
                 "current directory; run agentls from the project (or pass --root)"
             )
     except TaskError as exc:
@@ -158,7 +153,7 @@ async def run_cli_task(opts: RunOptions, settings: Settings, out: TextIO = sys.s
             progress=progress,
             single_file=single_file,
         )
-        result = await TASKS[opts.task](ctx, req)
+        result = await spec.execute(ctx, req)
     except BackendError as exc:
         progress.done()
         print(f"error: {exc.message}", file=sys.stderr)

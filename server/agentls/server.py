@@ -33,9 +33,9 @@ from agentls.protocol import (
     CommandResultJson,
     ProtocolError,
     StatusResultJson,
-    TaskKind,
 )
 from agentls.tasks.base import ExplainResult
+from agentls.tasks.registry import TASKS, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def result_json(outcome: RunOutcome) -> dict[str, Any]:
     if isinstance(result, ExplainResult):
         return dict(protocol.explain_result(result.markdown, result.stats))
     edit = outcome.edit or types.WorkspaceEdit(document_changes=[])
-    if outcome.kind == "generateTests":
+    if outcome.spec.test_file:
         return dict(
             protocol.generate_tests_result(
                 result.summary, edit, result.test_file, result.stats, result.verification
@@ -123,7 +123,7 @@ def _tie_to_request(ls: AgentLanguageServer) -> None:
 # ---- handlers ------------------------------------------------------------------------------
 
 
-async def handle_request(ls: AgentLanguageServer, kind: TaskKind, raw: Any) -> dict[str, Any]:
+async def handle_request(ls: AgentLanguageServer, spec: TaskSpec, raw: Any) -> dict[str, Any]:
     """agent/explain, agent/refactor, agent/generateTests."""
     try:
         params = protocol.parse_params(raw)
@@ -131,18 +131,18 @@ async def handle_request(ls: AgentLanguageServer, kind: TaskKind, raw: Any) -> d
     except ProtocolError as exc:
         raise JsonRpcInvalidParams(message=str(exc)) from exc
     try:
-        outcome = await ls.runner.run(kind, params)
+        outcome = await ls.runner.run(spec, params)
     except RunFailure as failure:
         raise request_error(failure) from failure
     return result_json(outcome)
 
 
 async def handle_command(
-    ls: AgentLanguageServer, kind: TaskKind, args: tuple[Any, ...]
+    ls: AgentLanguageServer, spec: TaskSpec, args: tuple[Any, ...]
 ) -> CommandResultJson:
     """agent.* commands: run, then applyEdit or show the explanation; failures as messages."""
     _tie_to_request(ls)
-    title = protocol.KIND_TITLES[kind]
+    title = spec.title
     try:
         params = protocol.parse_command_args(args)
         path = params.path()
@@ -151,7 +151,7 @@ async def handle_command(
         # for the agent/* requests (a result with ok: false would read as a run that failed).
         raise JsonRpcInvalidParams(message=f"{title}: {exc}") from exc
     try:
-        outcome = await ls.runner.run(kind, params)
+        outcome = await ls.runner.run(spec, params)
     except RunFailure as failure:
         hint = f" {failure.hint}" if failure.hint else ""
         ls.show(types.MessageType.Error, f"{title} failed: {failure.message}{hint}")
@@ -278,22 +278,22 @@ def create_server() -> AgentLanguageServer:
             workspace_root=Path(root) if root else None,
         )
 
-    for method, kind in protocol.METHOD_KINDS.items():
-        _register_request(server, method, kind)
-    for command, kind in protocol.COMMAND_KINDS.items():
-        _register_command(server, command, kind)
+    # Each task in the registry is one request and one command; nothing here names a task.
+    for spec in TASKS:
+        _register_request(server, spec)
+        _register_command(server, spec)
     return server
 
 
-def _register_request(server: AgentLanguageServer, method: str, kind: TaskKind) -> None:
-    @server.feature(method)
+def _register_request(server: AgentLanguageServer, spec: TaskSpec) -> None:
+    @server.feature(spec.method)
     async def on_request(ls: AgentLanguageServer, params: Any) -> dict[str, Any]:
-        return await handle_request(ls, kind, params)
+        return await handle_request(ls, spec, params)
 
 
-def _register_command(server: AgentLanguageServer, command: str, kind: TaskKind) -> None:
+def _register_command(server: AgentLanguageServer, spec: TaskSpec) -> None:
     # pygls 2 passes command arguments as separate positional parameters; *args takes
     # [uri, range?, instruction?] with the optional ones left off.
-    @server.command(command)
+    @server.command(spec.command)
     async def on_command(ls: AgentLanguageServer, *args: Any) -> CommandResultJson:
-        return await handle_command(ls, kind, args)
+        return await handle_command(ls, spec, args)
