@@ -29,8 +29,10 @@ pytestmark = pytest.mark.skipif(
     not detect_isolation().network, reason="commands need network isolation to run at all"
 )
 
-# A generous bound, not a measurement: a server that takes longer "did not exit".
+# Generous bounds, not measurements (the machine may be busy): a server that takes longer
+# "did not exit"; a run whose command has not started by then "did not start".
 EXIT_TIMEOUT = 10.0
+START_TIMEOUT = 120.0
 CALC = "def add(a, b):\n    return a + b\n"
 
 
@@ -95,7 +97,7 @@ class RawServer:
                 ),
             },
         )
-        self.wait_for(lambda m: m.get("id") == 1)
+        self.wait_for(lambda m: m.get("id") == 1, START_TIMEOUT)
         self.notify("initialized", {})
 
     def _read_stdout(self) -> None:
@@ -196,7 +198,7 @@ def running(tmp_path: Path, scripted_model: ScriptedModelServer) -> Iterator[tup
             "agent/refactor",
             {"textDocument": {"uri": (root / "calc.py").as_uri()}, "instruction": "test it"},
         )
-        assert wait_until(lambda: bool(processes_with(marker)), 60), (
+        assert wait_until(lambda: bool(processes_with(marker)), START_TIMEOUT), (
             "the sandboxed test did not start: " + server.stderr.decode(errors="replace")[-2000:]
         )
         assert server.copies(), "no scratch copy was made"
@@ -277,7 +279,8 @@ def test_agentls_run_ends_its_sandbox_on_a_signal(
         stderr=subprocess.PIPE,
     )
     try:
-        assert wait_until(lambda: bool(processes_with(marker)), 60), "the test did not start"
+        started = wait_until(lambda: bool(processes_with(marker)), START_TIMEOUT)
+        assert started, "the test did not start"
         assert list(tmp.glob("agentls-sandbox-*")), "no scratch copy was made"
         process.send_signal(sig)
         try:
