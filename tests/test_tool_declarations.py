@@ -126,7 +126,7 @@ TOOL_NAMES = {d.name for d in (*BUILTIN, BASH)}
 # What the system prompt claims about a tool, which its description must say too: each
 # claim is a tuple of ways to say it; the prompt and the description each use one of them.
 CLAIMS: dict[str, list[tuple[str, ...]]] = {
-    "edit": [("old_text",), ("unique", "exactly once")],
+    "edit": [("old_text",), ("to_path",), ("move",), ("line",)],
     "write": [("create",), ("whole content",)],
     "finish": [("summary",)],
 }
@@ -166,5 +166,5 @@ def test_tool_and_argument_names_in_skills_exist(name: str) -> None:
     # `tool(` and `tool` with an argument list name real tools.
     for called in re.findall(r"`(\w+)\(", text):
         assert called in TOOL_NAMES, called
-    for word in re.findall(r"\b(?:with|use|call|then) `(\w+)`", text):
+    for word in re.findall(r"\b(?:with|use|call|then) `([a-z]\w*)`", text):
         assert word in TOOL_NAMES or word in ALL_ARGUMENTS, (name, word)

@@ -65,9 +65,10 @@ async def test_constrained_mode_forces_one_json_call_per_reply(
     tools = [v["properties"]["tool"]["const"] for v in schema["oneOf"]]
     assert tools == ["read", "ls", "find", "grep", "edit", "write", "bash", "finish"]
     edit = schema["oneOf"][4]["properties"]["arguments"]
-    assert edit["required"] == ["path", "old_text", "new_text"]
+    assert edit["required"] == ["path"]
+    assert edit["properties"]["edits"]["items"]["additionalProperties"] is False
     # No tools API: the tool list is in the system prompt, results come back as user turns.
-    assert "- edit(path, old_text, new_text)" in first["messages"][0]["content"]
+    assert "- edit(path, old_text?, new_text?, edits?: [{" in first["messages"][0]["content"]
     roles = [m["role"] for m in second["messages"]]
     assert roles == ["system", "user", "assistant", "user"]
     assert second["messages"][3]["content"].startswith("Result of edit:")

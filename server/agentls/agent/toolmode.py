@@ -12,6 +12,7 @@ import copy
 import json
 from typing import Any, Literal
 
+from agentls.agent.tools.base import signature
 from agentls.llm.recovery import parse_json_lenient, recover_tool_calls
 from agentls.llm.types import ChatBackend, Message, ToolCall, ToolSpec
 from agentls.settings import Settings
@@ -51,9 +52,7 @@ def response_schema(specs: list[ToolSpec]) -> dict[str, Any]:
     """A oneOf over the tools: tool name as a constant, arguments as that tool's schema."""
     variants = []
     for spec in specs:
-        arguments = copy.deepcopy(spec.parameters)
-        # Closed objects keep a small model from inventing argument names the grammar allows.
-        arguments["additionalProperties"] = False
+        arguments = _closed(copy.deepcopy(spec.parameters))
         variants.append(
             {
                 "type": "object",
@@ -65,17 +64,29 @@ def response_schema(specs: list[ToolSpec]) -> dict[str, Any]:
     return {"oneOf": variants}
 
 
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every object of a schema closed: keeps a small model from inventing argument names
+    the grammar would allow (nested list items included)."""
+    if schema.get("type") == "object":
+        schema["additionalProperties"] = False
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict):
+            _closed(prop)
+    items = schema.get("items")
+    if isinstance(items, dict):
+        _closed(items)
+    return schema
+
+
 def tools_prompt(specs: list[ToolSpec]) -> str:
     """The tool list for the system prompt in constrained mode, where no tools API is used.
 
-    One line per tool, arguments with ``?`` when optional: far shorter than JSON schemas.
+    One line per tool, arguments with ``?`` when optional, list items' fields in brackets
+    (the same signature the usage text shows): far shorter than JSON schemas.
     """
     lines = ['Reply with exactly one JSON object: {"tool": NAME, "arguments": {...}}. Tools:']
     for spec in specs:
-        props = spec.parameters.get("properties", {})
-        required = set(spec.parameters.get("required", []))
-        args = ", ".join(name if name in required else f"{name}?" for name in props)
-        lines.append(f"- {spec.name}({args}): {spec.description}")
+        lines.append(f"- {spec.name}({signature(spec.parameters)}): {spec.description}")
     return "\n".join(lines)
 
 

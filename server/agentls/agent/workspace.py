@@ -11,7 +11,7 @@ import os
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -356,6 +356,19 @@ class Workspace:
         self._remember(full)
         self._staged[full] = new_text
         return full
+
+    def stage_all(self, texts: Mapping[Path, str]) -> None:
+        """Stage several files at once, all or none: every path is checked (inside the
+        workspace, not secret, not a directory, readable) before any text is staged."""
+        checked: list[tuple[Path, str]] = []
+        for path, text in texts.items():
+            full = self.resolve(path)
+            if full == self.root or full.is_dir() or self._has_staged_under(full):
+                raise ToolError(f"'{self.rel(full)}' is a directory")
+            self._remember(full)  # the base of the change; raises for unreadable files
+            checked.append((full, text))
+        for full, text in checked:
+            self._staged[full] = text
 
     def changes(self) -> list[FileChange]:
         """The staged files that differ from what the agent first saw, sorted by path."""

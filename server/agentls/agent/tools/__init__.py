@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from agentls.agent.tools import edit, find, finish, grep, ls, read, write
 from agentls.agent.tools.base import (
@@ -175,7 +175,3 @@ def build_tools(
         raise ValueError(f"unknown tool names: {', '.join(unknown)}")
     return ToolRegistry(tool for tool in tools if tool.name in wanted)
 
-
-def argument_models() -> dict[str, type[BaseModel]]:
-    """Each built-in tool's argument model by tool name (for tests and documentation)."""
-    return {decl.name: decl.args for decl in BUILTIN}
