@@ -252,6 +252,7 @@ async def test_with_no_folder_open_a_lone_file_can_be_refactored_but_gets_no_tes
     assert change["textDocument"]["version"] == 3
     assert apply_edits(CALC, change["edits"]) == CALC.replace(OLD_BODY, NEW_BODY)
     assert [c for c in result["edit"]["documentChanges"] if c.get("kind") == "create"] == []
+    assert "worked on alone (no workspace folder), so no tests were run" in result["summary"]
     message, hint = refused(exc)
     assert "needs a workspace folder" in message and str(path) in message
     assert "Open the folder" in hint

@@ -418,11 +418,14 @@ def make_verifier(
     """
     settings = ctx.settings
     runner = SandboxTests(bash, workspace, settings) if bash is not None else None
-    unavailable = (
-        "the workspace is not trusted, so its tests were not run (agent.trustedWorkspace)"
-        if not settings.trusted_workspace
-        else "the sandbox is unavailable"
-    )
+    if ctx.single_file:
+        unavailable = "the file is worked on alone (no workspace folder), so no tests were run"
+    elif not settings.trusted_workspace:
+        unavailable = (
+            "the workspace is not trusted, so its tests were not run (agent.trustedWorkspace)"
+        )
+    else:
+        unavailable = "the sandbox is unavailable"
     verifier = Verifier(
         workspace,
         source_rel,
