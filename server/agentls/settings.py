@@ -86,6 +86,16 @@ class Settings(BaseModel):
         300.0, gt=0, description="Seconds to wait for the model between streamed chunks."
     )
     connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait to connect.")
+    # requestTimeout bounds each quiet gap, so a stream that keeps sending (tokens forever, or
+    # only keep-alives) never trips it; this bounds the whole call. Prompt processing of a full
+    # window on a laptop can take minutes, hence the generous default.
+    model_call_timeout: float = Field(
+        600.0,
+        gt=0,
+        le=86400,
+        description="Seconds one model call may take in all, from sending the request to the "
+        "last streamed token.",
+    )
     tool_mode: ToolMode = Field("auto", description="How tool calls are requested.")
     max_output_tokens: int = Field(
         2048, ge=16, le=131072, description="Tokens the model may generate per reply."

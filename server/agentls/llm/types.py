@@ -251,6 +251,11 @@ class StreamBroken(BackendError):
     """The response stream ended early or carried garbage."""
 
 
+class StreamRunaway(BackendError):
+    """The model kept generating far past the reply cap (the server ignored ``max_tokens`` /
+    ``num_predict``, or counts differently): the client stopped the stream."""
+
+
 class ToolsUnsupported(BackendHTTPError):
     """The server said the model cannot take native tools."""
 
