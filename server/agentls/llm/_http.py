@@ -19,6 +19,7 @@ from agentls.llm.types import (
     EmptyReply,
     LoadedContext,
     StreamBroken,
+    ToolSpec,
 )
 from agentls.settings import Settings
 
@@ -108,6 +109,18 @@ def parse_arguments(raw: Any) -> tuple[dict[str, Any], str]:
     except ValueError:
         return {}, raw
     return (parsed, raw) if isinstance(parsed, dict) else ({}, raw)
+
+
+def tool_to_wire(tool: ToolSpec) -> dict[str, Any]:
+    """A tool as both wire formats declare it: ``{"type": "function", "function": {...}}``."""
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }
 
 
 def server_root(base_url: str) -> str:

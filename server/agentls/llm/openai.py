@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,17 +10,13 @@ import httpx
 
 from agentls.llm._http import (
     context_overflow,
-    empty_reply,
-    error_text,
-    http_error,
     int_field,
-    is_empty_reply,
-    make_timeout,
     parse_arguments,
     server_root,
-    transport_error,
+    tool_to_wire,
 )
 from agentls.llm.defaults import model_name_matches
+from agentls.llm.http_backend import HTTPChatBackend, Piece, ReplyParser, Timing, stream_json
 from agentls.llm.types import (
     BackendError,
     ChatRequest,
@@ -30,12 +25,7 @@ from agentls.llm.types import (
     Message,
     ModelInfo,
     ModelNotFound,
-    StreamBroken,
-    StreamCallback,
-    StreamEvent,
     ToolCall,
-    ToolSpec,
-    ToolsUnsupported,
     Usage,
 )
 from agentls.settings import Settings
@@ -45,9 +35,6 @@ START_HINT = "Start your server (LM Studio, `llama-server`, ...) or set agent.ba
 # A probe of the loaded window is a local GET; a server that takes longer has no such endpoint
 # worth waiting for.
 PROBE_TIMEOUT = 5.0
-# A server that knows the model but has not loaded it yet (LM Studio's just-in-time loading,
-# Ollama before the first request) is asked again after a chat, at most this often per model.
-MAX_PROBES = 2
 
 
 def _message_to_wire(message: Message) -> dict[str, Any]:
@@ -66,27 +53,6 @@ def _message_to_wire(message: Message) -> dict[str, Any]:
     return wire
 
 
-def _tool_to_wire(tool: ToolSpec) -> dict[str, Any]:
-    return {
-        "type": "function",
-        "function": {
-            "name": tool.name,
-            "description": tool.description,
-            "parameters": tool.parameters,
-        },
-    }
-
-
-@dataclass
-class _Probe:
-    """What the loaded-window probe found for one model."""
-
-    value: LoadedContext | None
-    settled: bool  # False: the server knows the model but has not loaded it yet
-    probes: int = 1
-    chats: int = 0  # the backend's chat count when probed
-
-
 @dataclass
 class _PartialCall:
     """A tool call being assembled from streamed deltas."""
@@ -95,65 +61,127 @@ class _PartialCall:
     name: str = ""
     arguments: str = ""
 
+    def add(self, delta: dict[str, Any]) -> int:
+        """Append one streamed fragment; the number of characters it carried."""
+        before = len(self.name) + len(self.arguments)
+        if isinstance(delta.get("id"), str) and delta["id"]:
+            self.id = delta["id"]
+        function = delta.get("function")
+        if isinstance(function, dict):
+            if isinstance(function.get("name"), str):
+                self.name += function["name"]
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                self.arguments += arguments
+            elif isinstance(arguments, dict):  # a few servers send the object whole
+                self.arguments += json.dumps(arguments)
+        return len(self.name) + len(self.arguments) - before
+
+    def finish(self, index: int) -> ToolCall:
+        """The complete call; ``call_<index>`` when the server sent no id."""
+        arguments, raw = parse_arguments(self.arguments)
+        return ToolCall(
+            name=self.name, arguments=arguments, id=self.id or f"call_{index}", raw_arguments=raw
+        )
+
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _tools_unsupported(text: str) -> bool:
-    lower = text.lower()
-    return "tool" in lower and any(
-        phrase in lower for phrase in ("not support", "unsupported", "does not accept")
-    )
+class _SSEReply(ReplyParser):
+    """One ``/chat/completions`` reply: ``data:`` events of JSON chunks, then ``[DONE]``."""
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.partial: dict[int, _PartialCall] = {}
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.timings: dict[str, Any] | None = None
+
+    def feed(self, line: str) -> list[Piece]:
+        """One SSE line: only ``data:`` fields matter; comments (``: ping`` keep-alives),
+        event names and ids carry nothing."""
+        if not line.startswith("data:"):
+            return []
+        data = line[5:].strip()
+        if data == "[DONE]":
+            self.done = True
+            return []
+        chunk = stream_json(data, what=WHAT, unit="event")
+        if "error" in chunk:
+            err = chunk["error"]
+            message = err.get("message", err) if isinstance(err, dict) else err
+            return [Piece(error=str(message), raw=data)]
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        if isinstance(chunk.get("timings"), dict):
+            self.timings = chunk["timings"]
+        pieces = []
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict):
+                continue
+            if choice.get("finish_reason"):
+                self.finish_reason = str(choice["finish_reason"])
+            delta = choice.get("delta")
+            if not isinstance(delta, dict):
+                continue
+            text = delta.get("content") or ""
+            tool_deltas = delta.get("tool_calls") or []
+            call_chars = 0
+            for position, tool_delta in enumerate(tool_deltas):
+                if isinstance(tool_delta, dict):
+                    # Servers key fragments by `index`; a missing index means one delta a call.
+                    index = _int(tool_delta.get("index"))
+                    call = self.partial.setdefault(
+                        position if index is None else index, _PartialCall()
+                    )
+                    call_chars += call.add(tool_delta)
+            if text or tool_deltas:
+                self.content.append(text)
+            reasoning = delta.get("reasoning_content") or ""
+            pieces.append(Piece(text, reasoning, bool(tool_deltas), call_chars))
+        return pieces
+
+    @property
+    def complete(self) -> bool:
+        """``[DONE]`` arrived, or at least a finish reason (some servers omit ``[DONE]``)."""
+        return self.done or self.finish_reason is not None
+
+    def response(self, timing: Timing) -> ChatResponse:
+        """The reply, with the server's usage (or llama-server's timings) where it sent them."""
+        return ChatResponse(
+            content="".join(self.content),
+            tool_calls=[self.partial[i].finish(i) for i in sorted(self.partial)],
+            usage=OpenAIBackend._usage(
+                self.usage, self.timings, timing.chunks, timing.first_token, timing.wall
+            ),
+            finish_reason=self.finish_reason,
+        )
 
 
-class OpenAIBackend:
+class OpenAIBackend(HTTPChatBackend):
     """A :class:`~agentls.llm.types.ChatBackend` for OpenAI-compatible servers."""
 
     name = "openai"
+    what = WHAT
+    start_hint = START_HINT
+    chat_path = "/chat/completions"
+    not_json_hint = "agent.baseUrl must end in /v1 for OpenAI-compatible servers."
+    auth_hint = "Check agent.apiKey."
 
     def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
-        self.settings = settings
-        self.base_url = settings.resolved_base_url()
-        self._timeout = make_timeout(settings)
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=self._timeout)
-        self._headers: dict[str, str] = {}
-        if settings.api_key:
-            self._headers["Authorization"] = f"Bearer {settings.api_key}"
-        self._resolved: str | None = None
+        super().__init__(settings, client)
         self._entries: list[dict[str, Any]] | None = None  # the last /models answer
-        self._probes: dict[str, _Probe] = {}
-        self._chats = 0
 
-    @property
-    def model(self) -> str:
-        """The resolved model, else the configured one, else "" (not resolved yet)."""
-        return self._resolved or self.settings.model or ""
-
-    def _error(self, exc: httpx.HTTPError) -> BackendError:
-        return transport_error(
-            exc, what=WHAT, base_url=self.base_url, start_hint=START_HINT, settings=self.settings
-        )
+    def _auth_headers(self) -> dict[str, str]:
+        if self.settings.api_key:
+            return {"Authorization": f"Bearer {self.settings.api_key}"}
+        return {}
 
     async def _models(self) -> list[dict[str, Any]]:
         """The ``data`` entries of ``GET /models``."""
-        try:
-            resp = await self._client.get(
-                self.base_url + "/models", headers=self._headers, timeout=self._timeout
-            )
-        except httpx.HTTPError as exc:
-            raise self._error(exc) from exc
-        if resp.status_code != 200:
-            hint = "Check agent.apiKey." if resp.status_code in (401, 403) else ""
-            raise http_error(resp.status_code, resp.content, what=f"{WHAT} (/models)", hint=hint)
-        try:
-            data = resp.json()
-        except ValueError as exc:
-            raise StreamBroken(
-                f"{WHAT} at {self.base_url} answered /models with something that is not JSON.",
-                "agent.baseUrl must end in /v1 for OpenAI-compatible servers.",
-            ) from exc
+        data = await self.get_json("/models")
         entries = data.get("data", []) if isinstance(data, dict) else []
         self._entries = [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
         return self._entries
@@ -162,11 +190,8 @@ class OpenAIBackend:
         """Ids of the models the server offers."""
         return [str(e["id"]) for e in await self._models()]
 
-    async def resolve_model(self) -> str:
+    def _choose_model(self, available: list[str]) -> str:
         """The configured model if the server lists it, else the first model listed."""
-        if self._resolved is not None:
-            return self._resolved
-        available = await self.list_models()
         wanted = self.settings.model
         if wanted:
             if wanted not in available:
@@ -174,15 +199,13 @@ class OpenAIBackend:
                     f"Model '{wanted}' is not served by {WHAT} at {self.base_url}.",
                     self._missing_hint(available),
                 )
-            self._resolved = wanted
-        elif available:
-            self._resolved = available[0]
-        else:
-            raise ModelNotFound(
-                f"{WHAT} at {self.base_url} lists no models.",
-                "Load a model in your server (LM Studio: load one; llama-server: -m model.gguf).",
-            )
-        return self._resolved
+            return wanted
+        if available:
+            return available[0]
+        raise ModelNotFound(
+            f"{WHAT} at {self.base_url} lists no models.",
+            "Load a model in your server (LM Studio: load one; llama-server: -m model.gguf).",
+        )
 
     def _missing_hint(self, available: list[str]) -> str:
         listed = ", ".join(available) if available else "none"
@@ -215,45 +238,20 @@ class OpenAIBackend:
                     break
         return info
 
-    # -- the loaded context window -----------------------------------------------------------
-
-    async def loaded_context(self) -> LoadedContext | None:
-        """The context window the server has loaded for the model, or None when unknown.
-
-        One probe per model, cached; a model the server knows but has not loaded yet (LM
-        Studio's just-in-time loading, Ollama before its first request) is probed again after
-        the next chat, when it is loaded. Never raises: a server without these endpoints just
-        means "unknown".
-        """
-        try:
-            model = self.model or await self.resolve_model()
-        except BackendError:
-            return None
-        cached = self._probes.get(model)
-        if cached is not None and (
-            cached.settled or cached.probes >= MAX_PROBES or cached.chats == self._chats
-        ):
-            return cached.value
-        value, settled = await self._probe(model)
-        probes = cached.probes + 1 if cached is not None else 1
-        self._probes[model] = _Probe(value, settled, probes, self._chats)
-        return value
+    # -- the loaded context window (cached by HTTPChatBackend.loaded_context) ------------
 
     async def _get_root(self, path: str) -> Any:
         """GET ``path`` at the server root as JSON; None on any failure."""
+        timeout = httpx.Timeout(
+            min(self.settings.request_timeout, PROBE_TIMEOUT),
+            connect=self.settings.connect_timeout,
+        )
         try:
-            resp = await self._client.get(
-                server_root(self.base_url) + path,
-                headers=self._headers,
-                timeout=httpx.Timeout(
-                    min(self.settings.request_timeout, PROBE_TIMEOUT),
-                    connect=self.settings.connect_timeout,
-                ),
-            )
+            resp = await self._send("GET", server_root(self.base_url) + path, timeout=timeout)
             if resp.status_code != 200:
                 return None
             return resp.json()
-        except (httpx.HTTPError, ValueError):
+        except (BackendError, ValueError):
             return None
 
     async def _probe(self, model: str) -> tuple[LoadedContext | None, bool]:
@@ -362,7 +360,7 @@ class OpenAIBackend:
             "temperature": request.temperature,
         }
         if request.tools:
-            payload["tools"] = [_tool_to_wire(t) for t in request.tools]
+            payload["tools"] = [tool_to_wire(t) for t in request.tools]
             if request.no_tool_calls:
                 payload["tool_choice"] = "none"
         if request.response_schema is not None:
@@ -378,164 +376,35 @@ class OpenAIBackend:
             payload["max_tokens"] = request.max_tokens
         return payload
 
-    def _status_error(
-        self, status: int, body: bytes, model: str, loaded: LoadedContext | None = None
-    ) -> BackendError:
-        text = error_text(body)
+    def _model_missing(self, model: str, text: str) -> ModelNotFound:
+        return ModelNotFound(
+            f"Model '{model}' is not served by {WHAT} at {self.base_url}: {text}",
+            f"Load it in your server (for Ollama's /v1: ollama pull {model}), or set agent.model.",
+        )
+
+    def _says_tools_unsupported(self, text: str) -> bool:
         lower = text.lower()
+        return "tool" in lower and any(
+            phrase in lower for phrase in ("not support", "unsupported", "does not accept")
+        )
+
+    def _status_hint(self, status: int) -> str:
+        if status == 404:
+            return "agent.baseUrl must point at the /v1 root of an OpenAI-compatible server."
+        return super()._status_hint(status)
+
+    async def _stream_error(self, message: str, raw: str) -> BackendError:
         overflow = context_overflow(
-            text, body, status=status, settings=self.settings, loaded=loaded
+            message,
+            raw.encode(),
+            status=0,
+            settings=self.settings,
+            loaded=await self.loaded_context(),
         )
-        if overflow is not None:
-            return overflow
-        if status == 404 and "model" in lower and "not found" in lower:
-            return ModelNotFound(
-                f"Model '{model}' is not served by {WHAT} at {self.base_url}: {text}",
-                f"Load it in your server (for Ollama's /v1: ollama pull {model}), "
-                "or set agent.model.",
-            )
-        if status == 400 and _tools_unsupported(text):
-            return ToolsUnsupported(
-                f"Model '{model}' does not support native tool calls: {text}",
-                "Set agent.toolMode to 'constrained' or 'auto'.",
-                status,
-            )
-        hint = ""
-        if status in (401, 403):
-            hint = "Check agent.apiKey."
-        elif status == 404:
-            hint = "agent.baseUrl must point at the /v1 root of an OpenAI-compatible server."
-        return http_error(status, body, what=WHAT, hint=hint)
+        return overflow if overflow is not None else await super()._stream_error(message, raw)
 
-    async def chat(
-        self, request: ChatRequest, on_event: StreamCallback | None = None
-    ) -> ChatResponse:
-        """Stream one ``/chat/completions`` call; cancellation closes the HTTP stream."""
-        model = self._resolved or self.settings.model or await self.resolve_model()
-        payload = self._payload(model, request)
-        started = time.monotonic()
-        first_token: float | None = None
-        content: list[str] = []
-        partial: dict[int, _PartialCall] = {}
-        chunks = 0
-        finish_reason: str | None = None
-        usage_data: dict[str, Any] | None = None
-        timings: dict[str, Any] | None = None
-        done = False
-        try:
-            async with self._client.stream(
-                "POST",
-                self.base_url + "/chat/completions",
-                json=payload,
-                headers=self._headers,
-                timeout=self._timeout,
-            ) as resp:
-                if resp.status_code != 200:
-                    body = await resp.aread()
-                    # Only a 400 can be "does not fit the window"; name the window in it.
-                    status = resp.status_code
-                    loaded = await self.loaded_context() if status == 400 else None
-                    raise self._status_error(status, body, model, loaded)
-                async for line in resp.aiter_lines():
-                    # SSE: only `data:` fields matter; comments, event names and ids do not.
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        done = True
-                        break
-                    try:
-                        chunk = json.loads(data)
-                    except ValueError as exc:
-                        raise StreamBroken(
-                            f"{WHAT} sent an event that is not JSON: {data[:200]!r}."
-                        ) from exc
-                    if not isinstance(chunk, dict):
-                        raise StreamBroken(f"{WHAT} sent an unexpected event: {data[:200]!r}.")
-                    if "error" in chunk:
-                        err = chunk["error"]
-                        message = err.get("message", err) if isinstance(err, dict) else err
-                        overflow = context_overflow(
-                            str(message),
-                            data.encode(),
-                            status=0,
-                            settings=self.settings,
-                            loaded=await self.loaded_context(),
-                        )
-                        if overflow is not None:
-                            raise overflow
-                        raise StreamBroken(f"{WHAT} reported an error mid-stream: {message}")
-                    if isinstance(chunk.get("usage"), dict):
-                        usage_data = chunk["usage"]
-                    if isinstance(chunk.get("timings"), dict):
-                        timings = chunk["timings"]
-                    for choice in chunk.get("choices") or []:
-                        if not isinstance(choice, dict):
-                            continue
-                        if choice.get("finish_reason"):
-                            finish_reason = str(choice["finish_reason"])
-                        delta = choice.get("delta")
-                        if not isinstance(delta, dict):
-                            continue
-                        text = delta.get("content") or ""
-                        tool_deltas = delta.get("tool_calls") or []
-                        reasoning = delta.get("reasoning_content") or ""
-                        for position, tool_delta in enumerate(tool_deltas):
-                            if isinstance(tool_delta, dict):
-                                self._accumulate(partial, position, tool_delta)
-                        if text or tool_deltas:
-                            if first_token is None:
-                                first_token = time.monotonic() - started
-                            content.append(text)
-                        if text or tool_deltas or reasoning:
-                            chunks += 1
-                            if on_event is not None:
-                                on_event(StreamEvent(text, chunks, time.monotonic() - started))
-        except httpx.HTTPError as exc:
-            raise self._error(exc) from exc
-        if not done and finish_reason is None:
-            raise StreamBroken(
-                f"The stream from {WHAT} ended before the reply was complete ({chunks} chunks).",
-                "The server may have crashed or run out of memory; check its log.",
-            )
-        wall = time.monotonic() - started
-        self._chats += 1
-        calls = [self._finish_call(partial[i], i) for i in sorted(partial)]
-        response = ChatResponse(
-            content="".join(content),
-            tool_calls=calls,
-            usage=self._usage(usage_data, timings, chunks, first_token, wall),
-            finish_reason=finish_reason,
-        )
-        if is_empty_reply(response):
-            raise empty_reply(
-                response, settings=self.settings, loaded=await self.loaded_context(), what=WHAT
-            )
-        return response
-
-    @staticmethod
-    def _accumulate(partial: dict[int, _PartialCall], position: int, delta: dict[str, Any]) -> None:
-        # Servers key fragments by `index`; a missing index means one delta per call.
-        index = _int(delta.get("index"))
-        call = partial.setdefault(position if index is None else index, _PartialCall())
-        if isinstance(delta.get("id"), str) and delta["id"]:
-            call.id = delta["id"]
-        function = delta.get("function")
-        if isinstance(function, dict):
-            if isinstance(function.get("name"), str):
-                call.name += function["name"]
-            arguments = function.get("arguments")
-            if isinstance(arguments, str):
-                call.arguments += arguments
-            elif isinstance(arguments, dict):  # a few servers send the object whole
-                call.arguments += json.dumps(arguments)
-
-    @staticmethod
-    def _finish_call(call: _PartialCall, index: int) -> ToolCall:
-        arguments, raw = parse_arguments(call.arguments)
-        return ToolCall(
-            name=call.name, arguments=arguments, id=call.id or f"call_{index}", raw_arguments=raw
-        )
+    def _reply_parser(self) -> ReplyParser:
+        return _SSEReply()
 
     @staticmethod
     def _usage(
@@ -569,8 +438,3 @@ class OpenAIBackend:
             # Our own clock: generation time is from the first token to the end of the stream.
             result.tokens_per_second = result.completion_tokens / (wall - first_token)
         return result
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this backend created it."""
-        if self._owns_client:
-            await self._client.aclose()
