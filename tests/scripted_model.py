@@ -24,6 +24,8 @@ from typing import Any
 DEFAULT_CONTENT = "I have nothing more to do."
 # A hanging stream gives up after this long so a forgotten test cannot pin a thread forever.
 MAX_HANG_SECONDS = 120.0
+ENDLESS_TOKEN = "again "  # what an endless reply repeats
+KEEPALIVE_SECONDS = 0.05
 
 
 @dataclass
@@ -46,6 +48,12 @@ class Reply:
     stream_error: str = ""  # after the first chunk, send an in-stream error object and stop
     raw_body: str | None = None  # stream this text verbatim instead of a generated stream
     done_reason: str | None = None  # override Ollama done_reason / OpenAI finish_reason
+    # Streams that never end (until the client leaves, or MAX_HANG_SECONDS): after the content,
+    # `endless` sends ENDLESS_TOKEN chunks without pause (a server ignoring max_tokens);
+    # `keepalive_only` sends only keep-alives (NDJSON blank lines, SSE `: ping` comments)
+    # every KEEPALIVE_SECONDS, so a per-read timeout never fires.
+    endless: bool = False
+    keepalive_only: bool = False
 
 
 Script = Iterable[Reply] | Callable[[dict[str, Any]], Reply]
@@ -331,6 +339,19 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(0.02)
         raise _ClientGone  # give up: drop the connection without finishing
 
+    def _forever(self, token: str, keepalive: str, reply: Reply) -> Iterator[str]:
+        """An endless (``token``) or keep-alive-only (``keepalive``) tail of a stream; ends by
+        dropping the connection when the client leaves (_write_chunk / _sleep notice) or after
+        MAX_HANG_SECONDS."""
+        end = time.monotonic() + MAX_HANG_SECONDS
+        while time.monotonic() < end and not self.model_server._stopping.is_set():
+            if reply.endless:
+                yield token
+            else:
+                self._sleep(KEEPALIVE_SECONDS)
+                yield keepalive
+        raise _ClientGone  # give up: drop the connection without finishing
+
     def _drop(self) -> None:
         """Close the connection abruptly, without the terminating chunk."""
         self.close_connection = True
@@ -588,6 +609,10 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.stream_error:
                 yield _dumps({"error": reply.stream_error}) + "\n"
                 return
+        if reply.endless or reply.keepalive_only:
+            token = line({"role": "assistant", "content": ENDLESS_TOKEN}, done=False)
+            yield from self._forever(token, "\n", reply)
+            return
         if reply.tool_calls:
             calls = [
                 {
@@ -672,6 +697,12 @@ class _Handler(BaseHTTPRequestHandler):
             if reply.stream_error:
                 yield f"data: {_dumps({'error': {'message': reply.stream_error}})}\n\n"
                 return
+        if reply.endless:
+            yield prefix + event([delta({"content": ENDLESS_TOKEN})])
+        if reply.endless or reply.keepalive_only:
+            token = event([delta({"content": ENDLESS_TOKEN})])
+            yield from self._forever(token, ": ping\n\n", reply)
+            return
         for i, call in enumerate(reply.tool_calls):
             head = {
                 "index": i,
