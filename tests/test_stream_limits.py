@@ -5,13 +5,12 @@ per-call deadline (``agent.modelCallTimeout``), for both wire formats, over real
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pygls.exceptions import JsonRpcException
 
+import test_backends
 from agentls.llm.factory import make_backend
 from agentls.llm.http_backend import CAP_FACTOR, CAP_SLACK, HTTPChatBackend, output_cap
 from agentls.llm.types import (
@@ -25,34 +24,14 @@ from agentls.llm.types import (
 from agentls.settings import Settings, load_settings
 from lsp_support import CALC, agent_client, make_project, options
 from scripted_model import DEFAULT_CONTENT, Reply, ScriptedModelServer
+from test_backends import MODEL, Factory
 
-MODEL = "gemma4:12b-it-qat"
-Factory = Callable[..., ChatBackend]
+# The fixture `make` builds a backend of each kind pointed at the scripted server.
+make = test_backends.make
 
 
 def _request(max_tokens: int | None = 32) -> ChatRequest:
     return ChatRequest(messages=[Message("user", "Explain this.")], max_tokens=max_tokens)
-
-
-@pytest.fixture(params=["ollama", "openai"])
-async def make(
-    request: pytest.FixtureRequest, scripted_model: ScriptedModelServer
-) -> AsyncIterator[Factory]:
-    """Build a backend of the parametrized kind pointed at the scripted server."""
-    kind = request.param
-    made: list[ChatBackend] = []
-
-    def build(**overrides: Any) -> ChatBackend:
-        url = scripted_model.url if kind == "ollama" else scripted_model.openai_url
-        values: dict[str, Any] = {"backend": kind, "base_url": url, "model": MODEL}
-        values.update(overrides)
-        backend = make_backend(Settings(**values))
-        made.append(backend)
-        return backend
-
-    yield build
-    for backend in made:
-        await backend.aclose()
 
 
 async def _still_answers(backend: ChatBackend) -> None:
