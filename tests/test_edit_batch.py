@@ -308,13 +308,6 @@ async def test_a_single_change_at_the_top_level_and_edits_as_a_string(
 async def test_item_shapes_that_say_nothing_are_explained(tools: ToolRegistry) -> None:
     neither = await call(tools, "edit", path="shapes.py", edits=[{"new_text": "x"}])
     assert "edits[0]: give a range" in neither.output
-    both = await call(
-        tools,
-        "edit",
-        path="shapes.py",
-        edits=[{"old_text": "import math", "new_text": "x", "to_path": "a.py"}],
-    )
-    assert "not both" in both.output
     empty = await call(tools, "edit", path="shapes.py", edits=[])
     assert "edits is empty" in empty.output
     missing = await call(tools, "edit", path="nope.py", edits=[{"old_text": "a", "new_text": "b"}])
@@ -323,6 +316,22 @@ async def test_item_shapes_that_say_nothing_are_explained(tools: ToolRegistry) -
         tools, "edit", path="shapes.py", edits=[{**MOVE_PERIMETER, "to_path": "../x.py"}]
     )
     assert "outside the workspace" in outside.output
+
+
+async def test_a_move_may_carry_the_header_of_the_new_file(
+    ws: Workspace, tools: ToolRegistry
+) -> None:
+    # One item per new file: its header as new_text, then the moved lines.
+    item = {**MOVE_PERIMETER, "new_text": '"""Round things."""\n\nimport math\n\n\n'}
+    result = await call(tools, "edit", path="shapes.py", edits=[item])
+    assert result.ok, result.output
+    assert "moved shapes.py lines 8-11 to round.py (new file), now lines 6-9 (after new_text)" in (
+        result.output
+    )
+    assert staged(ws)["round.py"] == (
+        '"""Round things."""\n\nimport math\n\n\ndef perimeter(r):\n'
+        "    return 2 * math.pi * r\n\n\n"
+    )
 
 
 async def test_moved_lines_take_the_line_endings_of_their_new_file(

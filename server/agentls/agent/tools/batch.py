@@ -7,7 +7,8 @@ Each change (an item of ``edits``) takes a range of a file and says what happens
   checked by ``first_line``/``last_line`` (the text of those two lines, or its start);
 - ``new_text`` replaces the range in place (``""`` deletes it);
 - ``to_path``/``to_line`` move the range there (before ``to_line``; default: the end of the
-  file, which is created if missing); ``copy`` keeps the original;
+  file, which is created if missing), after ``new_text`` if one is given (a new file's
+  header); ``copy`` keeps the original;
 - ``new_text`` with ``to_path``/``to_line`` and no range inserts it there.
 
 Every line number and every ``old_text`` of one call refers to the files as they were
@@ -180,10 +181,6 @@ class Batch:
         has_dest = item.to_path is not None or item.to_line is not None
         if item.old_text is not None and (item.start_line is not None or item.end_line):
             raise BatchError(f"{label}: give old_text or start_line/end_line, not both")
-        if has_range and has_dest and item.new_text is not None:
-            raise BatchError(
-                f"{label}: give new_text (replace the range) or to_path/to_line (move it), not both"
-            )
         if has_range and not has_dest and item.new_text is None:
             raise BatchError(
                 f'{label}: say what happens to the range: new_text replaces it ("" deletes '
@@ -206,8 +203,12 @@ class Batch:
             if not item.copy_:
                 source.ops.append(_Op(start, end, "", index))
             target = self._file(item.to_path or self.default_path, index, must_exist=False)
-            op = self._insert(index, item, target, moved, (source, start, end, item.copy_))
+            op = self._insert(
+                index, item, target, moved, (source, start, end, item.copy_), item.new_text or ""
+            )
             verb = "copied" if item.copy_ else "moved"
+            if item.new_text:
+                note = "; ".join(n for n in ("after new_text", note) if n)
             return _Outcome(verb, f"{source.rel} {where}", op, target, note, target.text is None)
         target = self._file(item.to_path or self.default_path, index, must_exist=False)
         op = self._insert(index, item, target, item.new_text or "", None)
@@ -300,8 +301,10 @@ class Batch:
         target: _File,
         text: str,
         source: tuple[_File, int, int, bool] | None,
+        before: str = "",
     ) -> _Op:
-        """Put ``text`` into ``target`` before ``to_line`` (default: at the end)."""
+        """Put ``text`` into ``target`` before ``to_line`` (default: at the end), preceded by
+        ``before`` (a moved block's new_text: the header of the file it goes to)."""
         label = self.label(index)
         body = target.body
         starts = _line_starts(body)
@@ -320,8 +323,9 @@ class Batch:
             if src is target and not copy and start < at < end:
                 raise BatchError(f"{label}: to_line is inside the lines being moved")
         block = _with_eol(text, target.eol, add_final=True) if text else ""
+        header = _with_eol(before, target.eol, add_final=True) if before else ""
         lead = target.eol if at == len(body) and body and not body.endswith("\n") else ""
-        op = _Op(at, at, lead + block, index, len(lead))
+        op = _Op(at, at, lead + header + block, index, len(lead) + len(header))
         target.ops.append(op)
         return op
 
