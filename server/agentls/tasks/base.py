@@ -13,7 +13,7 @@ from agentls.agent.progress import ProgressSink as ProgressSink
 from agentls.agent.progress import TaskError as TaskError
 from agentls.agent.stats import Stats
 from agentls.edits import FileChange
-from agentls.llm.types import ChatBackend
+from agentls.llm.types import ChatBackend, Message
 from agentls.settings import Settings
 
 
@@ -46,11 +46,17 @@ def no_documents(_path: Path) -> DocumentSnapshot | None:
 
 @dataclass(frozen=True)
 class TaskRequest:
-    """What the user asked for: a file, optionally a range in it, optionally an instruction."""
+    """What the user asked for: a file, optionally a range in it, optionally an instruction.
+
+    ``files``: more files the user attached (a chat panel's @-mentions), sent in the first
+    message after the main one. The general request (``ask``) may have no main file: its
+    ``path`` is then the workspace root.
+    """
 
     path: Path
     range: TextRange | None = None
     instruction: str | None = None
+    files: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -60,6 +66,9 @@ class TaskContext:
     ``single_file`` means the request's file is worked on alone (the editor opened no folder,
     or the CLI's file is outside the current directory): ``root`` is then just the file's
     folder, and the tools see the file and nothing else, with no bash and no workspace skills.
+
+    ``history``: the conversation so far (an earlier result's ``messages``), for a follow-up
+    in a chat session (ACP); empty for a request of its own (LSP, CLI).
     """
 
     root: Path
@@ -69,14 +78,21 @@ class TaskContext:
     progress: ProgressSink = field(default_factory=NullProgress)
     log: Callable[[str], None] = lambda _msg: None
     single_file: bool = False
+    history: list[Message] = field(default_factory=list)
 
 
 @dataclass
 class ExplainResult:
-    """The explanation as Markdown, with the run's stats."""
+    """The explanation as Markdown, with the run's stats.
+
+    ``messages``: the conversation as it ended, so a chat session can continue it;
+    ``stop_reason``: the loop's ("finished", "turn_cap", "looping").
+    """
 
     markdown: str
     stats: Stats
+    messages: list[Message] = field(default_factory=list)
+    stop_reason: str = "finished"
 
 
 @dataclass
@@ -130,3 +146,5 @@ class EditResult:
     test_file: Path | None = None
     warnings: list[str] = field(default_factory=list)
     verification: Verification | None = None
+    messages: list[Message] = field(default_factory=list)  # as ExplainResult's
+    stop_reason: str = "finished"

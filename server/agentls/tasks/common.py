@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from agentls.agent.bash_tool import BashTool, make_bash_tool
 from agentls.agent.loop import LoopResult, Verify, run_loop
@@ -43,35 +47,63 @@ def selection_lines(rng: TextRange | None) -> tuple[int, int] | None:
     return rng.start_line + 1, max(end, rng.start_line) + 1
 
 
-def prepare(ctx: TaskContext, req: TaskRequest) -> PreparedTask:
-    """Check the request's file is in the workspace and readable; build the staged view."""
-    workspace: Workspace
+def open_workspace(ctx: TaskContext, req: TaskRequest) -> Workspace:
+    """The staged view a request works in: the workspace, or the request's file alone."""
     if ctx.single_file:
-        workspace = SingleFileWorkspace(
+        return SingleFileWorkspace(
             req.path,
             ctx.documents,
             max_read_lines=ctx.settings.max_read_lines,
             secret_files=ctx.settings.secret_files,
         )
-    else:
-        workspace = Workspace(
-            ctx.root,
-            ctx.documents,
-            max_read_lines=ctx.settings.max_read_lines,
-            secret_files=ctx.settings.secret_files,
-        )
-    try:
-        path = workspace.resolve(str(req.path))
-        text = workspace.read_text(path)
-    except Exception as exc:  # ToolError or OSError: either way the request cannot run
-        raise TaskError(f"Cannot read {req.path}: {exc}") from exc
+    return Workspace(
+        ctx.root,
+        ctx.documents,
+        max_read_lines=ctx.settings.max_read_lines,
+        secret_files=ctx.settings.secret_files,
+    )
+
+
+def workspace_tools(ctx: TaskContext, workspace: Workspace) -> tuple[ToolRegistry, BashTool | None]:
+    """Every tool over ``workspace``; ``bash`` only where the workspace may run commands."""
     # An untrusted workspace gets no bash tool at all (its tests are its code). The tool list
     # is part of the cached prompt prefix, so such workspaces have a prefix of their own.
     # A file worked on alone gets none either: the sandbox would copy the folder around it.
     allow_bash = ctx.settings.trusted_workspace and not ctx.single_file
     bash = make_bash_tool(workspace, ctx.settings) if allow_bash else None
-    tools = build_tools(workspace, extra=[bash] if bash is not None else [])
+    return build_tools(workspace, extra=[bash] if bash is not None else []), bash
+
+
+def prepare(ctx: TaskContext, req: TaskRequest) -> PreparedTask:
+    """Check the request's file is in the workspace and readable; build the staged view."""
+    workspace = open_workspace(ctx, req)
+    try:
+        path = workspace.resolve(str(req.path))
+        text = workspace.read_text(path)
+    except Exception as exc:  # ToolError or OSError: either way the request cannot run
+        raise TaskError(f"Cannot read {req.path}: {exc}") from exc
+    tools, bash = workspace_tools(ctx, workspace)
     return PreparedTask(workspace, tools, workspace.rel(path), text, bash)
+
+
+def attached_files(workspace: Workspace, files: Sequence[Path], skip: str = "") -> str:
+    """The first message's blocks of the files the user attached (whole, or cut around the
+    start when long), each once, ``skip`` (the request's own file) left out. A file the
+    workspace refuses (outside it, secret, missing) is a TaskError: the user named it."""
+    blocks: list[str] = []
+    seen = {skip}
+    for path in files:
+        try:
+            full = workspace.resolve(str(path))
+            rel = workspace.rel(full)
+            if rel in seen:
+                continue
+            text = workspace.read_text(full)
+        except Exception as exc:  # ToolError or OSError, as in prepare
+            raise TaskError(f"Cannot read {path}: {exc}") from exc
+        seen.add(rel)
+        blocks.append(render_file(excerpt(rel, text, None)))
+    return "\n\n".join(blocks)
 
 
 def choose_skills(
@@ -101,6 +133,7 @@ async def run_task(
     *,
     spec: TaskSpec = REFACTOR,
     verify: Verify | None = None,
+    file_block: str | None = None,
 ) -> LoopResult:
     """Run the loop with the task text, the user's instruction, the chosen skills' guidance and
     the file in the first message.
@@ -108,9 +141,17 @@ async def run_task(
     ``spec`` says which skills apply and whether the run is read-only; ``task_text`` is its
     text as sent (generate-tests names the test file in it). Without a spec the run is a
     refactor, which is what callers outside the task flows (the benchmarks) run.
+    ``file_block`` replaces the request's file in the first message (the general request
+    sends the files the user mentioned, or none). ``ctx.history`` continues a conversation
+    where the loop can take it (see :func:`loop_takes_history`).
     """
     sel = selection_lines(req.range)
-    block = render_file(excerpt(prepared.rel_path, prepared.text, sel))
+    block = file_block
+    if block is None:
+        block = render_file(excerpt(prepared.rel_path, prepared.text, sel))
+        attached = attached_files(prepared.workspace, req.files, skip=prepared.rel_path)
+        if attached:
+            block += "\n\n" + attached
     skills = choose_skills(ctx, spec.skills_task, prepared.rel_path, req.instruction)
     first = task_message(task_text, block, req.instruction, render_guidance(skills))
     ctx.log(f"{spec.name} {prepared.rel_path}")
@@ -126,7 +167,22 @@ async def run_task(
         log=ctx.log,
         verify=verify,
         # The file is in the first message: a read-only task may answer straight away in prose.
-        prose_first=spec.read_only,
+        prose_first=spec.read_only or spec.prose_answer,
+        **_history_argument(ctx),
     )
     result.stats.skills = [s.name for s in skills]
     return result
+
+
+def loop_takes_history() -> bool:
+    """Whether ``run_loop`` continues a conversation (a ``history`` parameter).
+
+    A chat front end (ACP) keeps each prompt's messages for the next one, so the cached prefix
+    holds across a session. Until the loop takes them, the front end recaps the conversation
+    in the instruction instead; this tells it which to do.
+    """
+    return "history" in inspect.signature(run_loop).parameters
+
+
+def _history_argument(ctx: TaskContext) -> dict[str, Any]:
+    return {"history": list(ctx.history)} if ctx.history and loop_takes_history() else {}

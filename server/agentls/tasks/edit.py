@@ -94,4 +94,6 @@ async def run_edit_task(spec: TaskSpec, ctx: TaskContext, req: TaskRequest) -> E
         test_file=test_file,
         warnings=warnings,
         verification=verification,
+        messages=result.messages,
+        stop_reason=result.stop_reason,
     )

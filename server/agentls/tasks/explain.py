@@ -20,7 +20,12 @@ async def explain(spec: TaskSpec, ctx: TaskContext, req: TaskRequest) -> Explain
     markdown = result.text or "_The model gave no explanation._"
     for warning in result.warnings:
         markdown += f"\n\n> **agentls:** {warning}"
-    return ExplainResult(markdown=markdown, stats=result.stats)
+    return ExplainResult(
+        markdown=markdown,
+        stats=result.stats,
+        messages=result.messages,
+        stop_reason=result.stop_reason,
+    )
 
 
 async def run_explain(ctx: TaskContext, req: TaskRequest) -> ExplainResult:

@@ -8,6 +8,13 @@ its titles, ``agentls run`` takes its CLI word, skill selection gets its skills 
 verifier its verify kind. The editor clients spell the same names (tests/test_registry.py
 checks them against this file).
 
+``TASKS`` are the tasks every front end offers by name: the LSP requests, commands and code
+actions, ``agentls run``'s words and the ACP agent's slash commands (``/explain``,
+``/refactor``, ``/tests``, the CLI words). ``ASK`` is the general request of a chat panel (ACP):
+plain text, every tool, the model decides whether to answer or edit. It has no LSP names (its
+``method``, ``command`` and kinds are empty) and is not in ``TASKS``, so the LSP contract of
+DESIGN.md stays exactly as it was.
+
 This module is imported when the language server starts, so it stays light: the task flows
 (which pull in the agent loop) are imported only when a task runs.
 """
@@ -21,8 +28,8 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from agentls.tasks.base import EditResult, ExplainResult, TaskContext, TaskRequest
 
-# The task's name in the LSP contract (agent/<name>, agent.<name>).
-TaskName = Literal["explain", "refactor", "generateTests"]
+# The task's name in the LSP contract (agent/<name>, agent.<name>); "ask" is ACP's general request.
+TaskName = Literal["explain", "refactor", "generateTests", "ask"]
 # The task names skill files are written for (``tasks: [...]``; skills/loader.py TASKS).
 SkillsTask = Literal["explain", "refactor", "tests"]
 # What the verifier checks: a refactor keeps the tests passing, generated tests must pass.
@@ -39,8 +46,8 @@ class TaskSpec:
     """One task as every front end and flow knows it."""
 
     name: TaskName
-    cli_word: str  # `agentls run <word>`
-    method: str  # the LSP request
+    cli_word: str  # `agentls run <word>`, also the ACP slash command; "" for none
+    method: str  # the LSP request; "" for a task LSP does not offer
     command: str  # the workspace/executeCommand command (also the code action's command)
     title: str  # the code action title
     progress_title: str  # work-done progress title; the clients route progress by it
@@ -57,6 +64,10 @@ class TaskSpec:
     # Why a file worked on alone (no workspace folder) will not do; None: it will.
     needs_folder: str | None = None
     activity: str = ""  # "Generating tests", for messages that refuse the task
+    # The first reply may be prose even in constrained mode, though the task may edit: the
+    # general request answers questions as often as it changes code.
+    prose_answer: bool = False
+    description: str = ""  # one line for a chat panel's command list (ACP)
 
     async def execute(self, ctx: TaskContext, req: TaskRequest) -> ExplainResult | EditResult:
         """Run this task on ``req``."""
@@ -81,6 +92,14 @@ async def _run_edit(
     return await run_edit_task(spec, ctx, req)
 
 
+async def _run_ask(
+    spec: TaskSpec, ctx: TaskContext, req: TaskRequest
+) -> ExplainResult | EditResult:
+    from agentls.tasks.ask import run_ask
+
+    return await run_ask(spec, ctx, req)
+
+
 EXPLAIN_TASK = (
     "Task: explain the code below (the selected lines if there is a selection) to a developer. "
     "Say what it does, how, and anything surprising or risky. Answer in Markdown, as plain "
@@ -101,6 +120,13 @@ TESTS_TASK = (
     "network. Then call finish."
 )
 
+ASK_TASK = (
+    "Task: do what the user asks, in this workspace. To answer a question, answer in Markdown "
+    "(as plain text or as the summary of finish), reading only the files you need. To change "
+    "code, use edit for existing files and write for new files (when you move code to a new "
+    "module, update the imports that use it), then call finish with a short summary."
+)
+
 EXPLAIN = TaskSpec(
     name="explain",
     cli_word="explain",
@@ -116,6 +142,7 @@ EXPLAIN = TaskSpec(
     task_text=EXPLAIN_TASK,
     run=_run_explain,
     activity="Explaining",
+    description="Explain a file or selection",
 )
 
 REFACTOR = TaskSpec(
@@ -135,6 +162,7 @@ REFACTOR = TaskSpec(
     done_summary="Refactor finished.",
     default_instruction="Improve readability and structure; keep the behaviour identical.",
     activity="Refactoring",
+    description="Refactor a file or selection as you ask, keeping its behaviour",
 )
 
 GENERATE_TESTS = TaskSpec(
@@ -155,26 +183,55 @@ GENERATE_TESTS = TaskSpec(
     test_file=True,
     needs_folder="a file worked on alone cannot get a test file next to it",
     activity="Generating tests",
+    description="Write unit tests for a file or selection",
 )
 
-# In the order the code actions and the CLI list them.
+# The general request of a chat panel (ACP's plain-text prompt). Every tool; the model
+# answers or edits. Edits are verified as a refactor's are (the project's tests must still
+# pass). Skills for "refactor" apply: they teach the edit tool, which this task may use.
+ASK = TaskSpec(
+    name="ask",
+    cli_word="",
+    method="",
+    command="",
+    title="Agent: Ask",
+    progress_title="Agent: Ask",
+    selection_kind="",
+    file_kind="",
+    read_only=False,
+    skills_task="refactor",
+    verify_kind="refactor",
+    task_text=ASK_TASK,
+    run=_run_ask,
+    done_summary="Done.",
+    activity="Working",
+    prose_answer=True,
+    description="Ask anything or ask for a change; the agent answers or edits",
+)
+
+# The tasks offered by name everywhere (LSP, CLI, ACP slash commands), in the order the code
+# actions and the CLI list them. The LSP server and code actions iterate exactly these.
 TASKS: tuple[TaskSpec, ...] = (EXPLAIN, REFACTOR, GENERATE_TESTS)
+# Every task, the ACP-only general request included.
+ALL_TASKS: tuple[TaskSpec, ...] = (*TASKS, ASK)
 
 
-def _index(key: Callable[[TaskSpec], str]) -> dict[str, TaskSpec]:
-    index = {key(spec): spec for spec in TASKS}
-    assert len(index) == len(TASKS), "two tasks share a name"
+def _index(
+    key: Callable[[TaskSpec], str], specs: tuple[TaskSpec, ...] = TASKS
+) -> dict[str, TaskSpec]:
+    index = {key(spec): spec for spec in specs}
+    assert len(index) == len(specs), "two tasks share a name"
     return index
 
 
-_BY_NAME = _index(lambda s: s.name)
+_BY_NAME = _index(lambda s: s.name, ALL_TASKS)
 _BY_METHOD = _index(lambda s: s.method)
 _BY_COMMAND = _index(lambda s: s.command)
 _BY_CLI_WORD = _index(lambda s: s.cli_word)
 
 
 def by_name(name: str) -> TaskSpec:
-    """The task called ``name`` (explain, refactor, generateTests); KeyError if none."""
+    """The task called ``name`` (explain, refactor, generateTests, ask); KeyError if none."""
     return _BY_NAME[name]
 
 
