@@ -840,8 +840,12 @@ def _protect_stdout() -> BinaryIO:
     """
     sys.stdout.flush()
     lsp_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+    try:
+        os.dup2(2, 1)
+    except OSError:  # no usable stderr: keep fd 1 as it is rather than fail to start
+        pass
+    else:
+        sys.stdout = sys.stderr
     return os.fdopen(lsp_fd, "wb")
 
 
