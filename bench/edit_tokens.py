@@ -7,13 +7,11 @@ changes per call. Each task runs twice through the real tool loop (``run_refacto
 the scripted model server (real HTTP on 127.0.0.1), with a transcript that uses its tool set
 correctly; the staged results of the two ways must be byte-identical.
 
-Tasks: splitting a 300-line module into three (plus the module re-exporting them), moving one
-function to another module, renaming a symbol in 5 places of one file.
-
-Generated tokens are counted on what the model writes per call (the call as JSON, as a
-constrained reply is written): characters / 4, and with ``--tokenizer`` the real Gemma
-tokenizer of a llama-server (``/tokenize``); ``--demo`` starts the demo llama-server for that.
-Prints a table and writes bench/results/edit-tokens-<date>.md.
+Tasks: splitting a 300-line module into three (the old module re-exports them), moving one
+function to another module, renaming a symbol in 5 places of one file. Generated tokens:
+each call as JSON (as a constrained reply is written), characters / 4 and, with
+``--tokenizer URL`` or ``--demo`` (starts the demo llama-server), Gemma's tokenizer
+(``/tokenize``). Prints a table and writes bench/results/edit-tokens-<date>.md.
 
 Usage: python bench/edit_tokens.py [--demo | --tokenizer http://127.0.0.1:8080]
 """
@@ -240,6 +238,14 @@ def lines_item(text: str, first: int, last: int, **what: Any) -> dict[str, Any]:
 # -- the tasks: one transcript per way ------------------------------------------------------
 
 
+BILLING = "shop/billing.py"
+
+
+def call(name: str, **arguments: Any) -> Call:
+    """One tool call of a transcript."""
+    return (name, arguments)
+
+
 @dataclass
 class Task:
     name: str
@@ -263,21 +269,20 @@ def split_task() -> Task:
         path = f"shop/{mod}.py"
         # One item per new file: the moved lines, after its header.
         new_items.append(lines_item(m, first, last, to_path=path, new_text=HEADERS[mod]))
-        old.append(("write", {"path": path, "content": HEADERS[mod] + block(m, first, last)}))
+        old.append(call("write", path=path, content=HEADERS[mod] + block(m, first, last)))
     header_end = ranges[0][0] - 1
     new_items.append(lines_item(m, 3, header_end, new_text=FACADE))
-    facade = block(m, 1, 2) + FACADE
-    old.append(("write", {"path": "shop/billing.py", "content": facade}))
+    old.append(call("write", path=BILLING, content=block(m, 1, 2) + FACADE))
     summary = "Split shop/billing.py into invoices, tax and report; billing re-exports them."
     return Task(
         "split a 300-line module into three",
-        {"shop/__init__.py": "", "shop/billing.py": m},
+        {"shop/__init__.py": "", BILLING: m},
         "Split this module into shop/invoices.py, shop/tax.py and shop/report.py.",
-        [*old, ("finish", {"summary": summary})],
+        [*old, call("finish", summary=summary)],
         [
-            ("read", {"path": "shop/billing.py"}),
-            ("edit", {"path": "shop/billing.py", "edits": new_items}),
-            ("finish", {"summary": summary}),
+            call("read", path=BILLING),
+            call("edit", path=BILLING, edits=new_items),
+            call("finish", summary=summary),
         ],
     )
 
@@ -289,31 +294,23 @@ def move_task() -> Task:
     func = block(m, first, last)  # two blank lines, then the function
     anchor = "from decimal import ROUND_HALF_UP, Decimal\n"
     imported = anchor + "\nfrom shop.util import format_money\n"
-    util_last = lines_of(UTIL)[-1] + "\n"
+    end = lines_of(UTIL)[-1] + "\n"
     summary = "Moved format_money to shop/util.py and imported it in billing."
+    moved = lines_item(m, first, last, to_path="shop/util.py")
     return Task(
         "move one function to another module",
-        {"shop/__init__.py": "", "shop/billing.py": m, "shop/util.py": UTIL},
+        {"shop/__init__.py": "", BILLING: m, "shop/util.py": UTIL},
         "Move format_money to shop/util.py.",
         [
-            ("edit", {"path": "shop/billing.py", "old_text": func, "new_text": ""}),
-            ("edit", {"path": "shop/util.py", "old_text": util_last, "new_text": util_last + func}),
-            ("edit", {"path": "shop/billing.py", "old_text": anchor, "new_text": imported}),
-            ("finish", {"summary": summary}),
+            call("edit", path=BILLING, old_text=func, new_text=""),
+            call("edit", path="shop/util.py", old_text=end, new_text=end + func),
+            call("edit", path=BILLING, old_text=anchor, new_text=imported),
+            call("finish", summary=summary),
         ],
         [
-            ("read", {"path": "shop/billing.py"}),
-            (
-                "edit",
-                {
-                    "path": "shop/billing.py",
-                    "edits": [
-                        lines_item(m, first, last, to_path="shop/util.py"),
-                        {"old_text": anchor, "new_text": imported},
-                    ],
-                },
-            ),
-            ("finish", {"summary": summary}),
+            call("read", path=BILLING),
+            call("edit", path=BILLING, edits=[moved, {"old_text": anchor, "new_text": imported}]),
+            call("finish", summary=summary),
         ],
     )
 
@@ -321,10 +318,7 @@ def move_task() -> Task:
 def rename_task() -> Task:
     # compute_total occurs in exactly 5 places; each old_text is the shortest unique snippet.
     assert MODULE.count("compute_total(") == 5
-    places = [
-        ("def compute_total(", "def invoice_total("),
-    ]
-    m = MODULE
+    places = [("def compute_total(", "def invoice_total(")]
     for kind in REPORTS[:4]:
         # The report lines are alike: old_text runs on to the report's name to be unique.
         old = (
@@ -332,34 +326,27 @@ def rename_task() -> Task:
             f'    return json.dumps({{"report": "{kind}"'
         )
         places.append((old, old.replace("compute_total(", "invoice_total(")))
-    for old, _ in places:
-        assert m.count(old) == 1, old
+    assert all(MODULE.count(old) == 1 for old, _ in places)
     summary = "Renamed compute_total to invoice_total."
+    edits = [{"old_text": o, "new_text": n} for o, n in places]
     return Task(
         "rename a symbol in 5 places of one file",
-        {"shop/__init__.py": "", "shop/billing.py": m},
+        {"shop/__init__.py": "", BILLING: MODULE},
         "Rename compute_total to invoice_total.",
-        [
-            *(
-                ("edit", {"path": "shop/billing.py", "old_text": o, "new_text": n})
-                for o, n in places
-            ),
-            ("finish", {"summary": summary}),
-        ],
-        [
-            (
-                "edit",
-                {
-                    "path": "shop/billing.py",
-                    "edits": [{"old_text": o, "new_text": n} for o, n in places],
-                },
-            ),
-            ("finish", {"summary": summary}),
-        ],
+        [*(call("edit", path=BILLING, **e) for e in edits), call("finish", summary=summary)],
+        [call("edit", path=BILLING, edits=edits), call("finish", summary=summary)],
     )
 
 
 TASKS: list[Callable[[], Task]] = [split_task, move_task, rename_task]
+
+HOW = """How each way works (transcripts in bench/edit_tokens.py; the same summary ends both):
+- split, old: `write` each new module and the re-exporting module, typed out. New: `read`, one
+  `edit` moving each section after its new module's header and replacing the old imports.
+- move, old: `edit` deleting the function (typed as old_text), `edit` appending it to the other
+  module, `edit` adding the import. New: `read`, one `edit` (a `to_path` move and the import).
+- rename, old: five `edit` calls with the shortest unique snippets. New: one `edit`, five items.
+"""
 
 # -- running a transcript through the real loop ---------------------------------------------
 
@@ -391,7 +378,7 @@ async def run_transcript(task: Task, calls: list[Call]) -> Run:
         ctx = TaskContext(root=root, settings=settings, backend=make_backend(settings))
         try:
             result = await run_refactor(
-                ctx, TaskRequest(root / "shop/billing.py", instruction=task.instruction)
+                ctx, TaskRequest(root / BILLING, instruction=task.instruction)
             )
         finally:
             await ctx.backend.aclose()
@@ -409,20 +396,18 @@ def proxy_tokens(texts: list[str]) -> int:
     return sum(-(-len(text) // 4) for text in texts)
 
 
-class GemmaTokenizer:
-    """The Gemma tokenizer of a running llama-server (``POST /tokenize``)."""
+Counter = Callable[[list[str]], int]
 
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-        self.client = httpx.Client(timeout=60)
 
-    def count(self, texts: list[str]) -> int:
-        total = 0
-        for text in texts:
-            reply = self.client.post(f"{self.url}/tokenize", json={"content": text})
-            reply.raise_for_status()
-            total += len(reply.json()["tokens"])
-        return total
+def gemma_counter(url: str) -> Counter:
+    """Counts tokens with the Gemma tokenizer of a running llama-server (``POST /tokenize``)."""
+    client = httpx.Client(timeout=60)
+
+    def count(texts: list[str]) -> int:
+        replies = [client.post(f"{url.rstrip('/')}/tokenize", json={"content": t}) for t in texts]
+        return sum(len(r.raise_for_status().json()["tokens"]) for r in replies)
+
+    return count
 
 
 @contextlib.contextmanager
@@ -437,46 +422,33 @@ def demo_tokenizer() -> Iterator[str]:
 # -- the table ----------------------------------------------------------------------------
 
 
-def table(rows: list[dict[str, Any]], gemma: bool) -> str:
-    head = ["task", "way", "model calls", "generated chars", "tokens (chars/4)"]
-    head += ["tokens (Gemma)"] if gemma else []
-    head += ["share of old tokens", "same result"]
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        cells = [row["task"], row["way"], str(row["calls"]), str(row["chars"]), str(row["proxy"])]
-        cells += [str(row["gemma"])] if gemma else []
-        cells += [row["share"], row["same"]]
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
-
-
-async def measure(tokenizer: GemmaTokenizer | None) -> tuple[list[dict[str, Any]], list[str]]:
-    rows: list[dict[str, Any]] = []
+async def measure(gemma: Counter | None) -> tuple[list[list[Any]], list[str]]:
+    """One row per task and way: task, way, calls, chars, chars/4 [, Gemma], share, same."""
+    rows: list[list[Any]] = []
     problems: list[str] = []
     for make in TASKS:
         task = make()
-        old = await run_transcript(task, task.old)
-        new = await run_transcript(task, task.new)
+        old, new = await run_transcript(task, task.old), await run_transcript(task, task.new)
         same = old.files == new.files and old.ok and new.ok
         if not same:
             problems.append(f"{task.name}: the two ways differ (ok: {old.ok}, {new.ok})")
-        base = tokenizer.count(old.generated) if tokenizer else proxy_tokens(old.generated)
+        counted = gemma or proxy_tokens
+        base = counted(old.generated)
         for way, run in (("old", old), ("new", new)):
-            gemma = tokenizer.count(run.generated) if tokenizer else None
-            measured = gemma if gemma is not None else proxy_tokens(run.generated)
-            rows.append(
-                {
-                    "task": task.name,
-                    "way": way,
-                    "calls": run.calls,
-                    "chars": sum(len(t) for t in run.generated),
-                    "proxy": proxy_tokens(run.generated),
-                    "gemma": gemma,
-                    "share": f"{100 * measured / base:.1f}%",
-                    "same": "yes" if same else "NO",
-                }
-            )
+            size = sum(len(t) for t in run.generated)
+            row = [task.name, way, run.calls, size, proxy_tokens(run.generated)]
+            row += [gemma(run.generated)] if gemma else []
+            share = counted(run.generated) / base
+            rows.append([*row, f"{100 * share:.1f}%", "yes" if same else "NO"])
     return rows, problems
+
+
+def table(rows: list[list[Any]], gemma: bool) -> str:
+    head = ["task", "way", "model calls", "generated chars", "tokens (chars/4)"]
+    head += ["tokens (Gemma)"] if gemma else []
+    head += ["share of old tokens", "same result"]
+    lines = [head, ["---"] * len(head), *rows]
+    return "\n".join("| " + " | ".join(str(cell) for cell in line) + " |" for line in lines)
 
 
 def main() -> None:
@@ -489,16 +461,14 @@ def main() -> None:
         url = args.tokenizer
         if args.demo and not url:
             url = stack.enter_context(demo_tokenizer())
-        tokenizer = GemmaTokenizer(url) if url else None
-        rows, problems = asyncio.run(measure(tokenizer))
-    text = table(rows, tokenizer is not None)
-    split_old, split_new = rows[0], rows[1]
-    old_tokens = split_old["gemma"] or split_old["proxy"]
-    new_tokens = split_new["gemma"] or split_new["proxy"]
+        rows, problems = asyncio.run(measure(gemma_counter(url) if url else None))
+    text = table(rows, url is not None)
+    split_old, split_new = rows[0], rows[1]  # tokens: Gemma's if counted, else chars/4
+    old_tokens, new_tokens = split_old[5 if url else 4], split_new[5 if url else 4]
     goal = (
         f"Split: {new_tokens} of {old_tokens} generated tokens "
         f"({100 * new_tokens / old_tokens:.1f}%, goal < 15%), "
-        f"{split_new['calls']} model calls (goal <= 4)."
+        f"{split_new[2]} model calls (goal <= 4)."
     )
     print(text)
     print(goal)
@@ -507,13 +477,17 @@ def main() -> None:
     date = subprocess.run(["date", "+%F"], capture_output=True, text=True, check=True)
     out = HERE / "results" / f"edit-tokens-{date.stdout.strip()}.md"
     tokenizer_note = (
-        f"Gemma tokens from llama-server /tokenize ({url})" if url else "no tokenizer server"
+        "Gemma tokens: the demo llama-server's /tokenize, Gemma 3's vocabulary"
+        if args.demo and not args.tokenizer
+        else f"Gemma tokens: {url}/tokenize"
+        if url
+        else "no tokenizer server: chars/4 only"
     )
     out.write_text(
         f"# Generated tokens and model calls: old tools vs batch edits\n\n"
         f"`python bench/edit_tokens.py{' --demo' if args.demo else ''}` "
         f"({tokenizer_note}). Scripted transcripts through the real loop; the module has "
-        f"{len(lines_of(MODULE))} lines.\n\n{text}\n\n{goal}\n"
+        f"{len(lines_of(MODULE))} lines.\n\n{text}\n\n{goal}\n\n{HOW}"
         + "".join(f"\nPROBLEM: {p}\n" for p in problems)
     )
     print(f"written to {out.relative_to(HERE.parent)}")
