@@ -22,7 +22,7 @@ from agentls.agent.tools.base import (
     ToolDef,
     ToolResult,
     call_paths,
-    model_names,
+    understood_names,
 )
 from agentls.agent.tools.read import READ_MAX_CHARS
 from agentls.agent.workspace import ToolError, Workspace
@@ -80,7 +80,7 @@ def _format_validation(tool: Tool[Any], exc: ValidationError, arguments: dict[st
             got = repr(error.get("input"))
             got = got if len(got) <= 60 else got[:57] + "..."
             problems.append(f"argument '{field}': {error['msg']} (got {got})")
-    known = model_names(tool.args_model)
+    known = understood_names(tool.args_model)
     unexpected = sorted(set(arguments) - known)
     if unexpected:
         problems.append("unexpected " + ", ".join(f"'{name}'" for name in unexpected))
@@ -174,4 +174,3 @@ def build_tools(
     if unknown:
         raise ValueError(f"unknown tool names: {', '.join(unknown)}")
     return ToolRegistry(tool for tool in tools if tool.name in wanted)
-

@@ -206,6 +206,15 @@ def model_names(model: type[BaseModel]) -> set[str]:
     return {n for name, info in model.model_fields.items() for n in accepted_names(info, name)}
 
 
+def understood_names(model: type[BaseModel]) -> set[str]:
+    """Names a call may use at its top level: the model's own and its nested models' (``edit``
+    reads a lone change's fields written at the top level as that change)."""
+    names = model_names(model)
+    for nested in _submodels(model):
+        names |= model_names(nested)
+    return names
+
+
 class _DescribeValues(dict[str, str]):
     """Argument values by schema name for a describe template; missing ones read as defaults."""
 
