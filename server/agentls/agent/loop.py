@@ -3,46 +3,33 @@
 Small local models fail in predictable ways, and the loop absorbs them: tool calls written as
 text are recovered, a call repeated with nothing changed in between is answered instead of re-run,
 tools a task may not use are refused with a reason, and the model is warned before the turn cap.
+
+:class:`AgentLoop` is the loop as small named steps (prepare the request, call the model, run
+the calls, check for repeats, verify and repair, ask for the final answer); each step emits
+typed events (:mod:`agentls.agent.events`) that the front ends turn into their protocol.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
-from agentls.agent.context import ContextWindow, TokenEstimator, fit_to_context, tool_schema_chars
-from agentls.agent.progress import ProgressSink, TaskError
+from agentls.agent import events as ev
+from agentls.agent.calls import CallRunner, StagedView, snapshot, staged_edits
+from agentls.agent.context import TokenEstimator, fit_to_context
+from agentls.agent.model_call import ModelCaller
+from agentls.agent.progress import ProgressSink, TaskError, event_sink
 from agentls.agent.prompts import (
     FINAL_ANSWER,
     MAX_REPEAT_TURNS,
     REPEATED_CALL,
-    SYSTEM_PROMPT,
     turns_left_warning,
 )
 from agentls.agent.stats import Stats
-from agentls.agent.toolmode import (
-    Mode,
-    parse_reply,
-    remember,
-    render_constrained,
-    resolve_mode,
-    response_schema,
-    tools_prompt,
-)
-from agentls.agent.tools import ToolRegistry, ToolResult
+from agentls.agent.tools import ToolRegistry
 from agentls.llm.cleanup import clean_answer
-from agentls.llm.recovery import recover_tool_calls
-from agentls.llm.types import (
-    ChatBackend,
-    ChatRequest,
-    ChatResponse,
-    Message,
-    StreamEvent,
-    ToolCall,
-    ToolsUnsupported,
-)
+from agentls.llm.types import ChatBackend, ChatResponse, Message, ToolCall
 from agentls.settings import Settings
 
 # Model calls a repair round is sure to get, even when the model finished on its last turn:
@@ -68,37 +55,18 @@ class LoopResult:
     stop_reason: str = "finished"
 
 
-@dataclass
-class _Progress:
-    """Formats progress lines: turn of max, what the tool is doing, speed."""
-
-    sink: ProgressSink
-    max_turns: int
-    turn: int = 0
-    context_fill: float = 0.0  # of the last prompt, so the user sees a filling context coming
-
-    def say(self, what: str, tps: float | None = None) -> None:
-        speed = f" · {tps:.0f} tok/s" if tps else ""
-        fill = f" · context {self.context_fill:.0%}" if self.context_fill else ""
-        pct = min(99, int(100 * self.turn / self.max_turns)) if self.max_turns else None
-        self.sink.report(f"turn {self.turn}/{self.max_turns} · {what}{speed}{fill}", pct)
-
-
-def _call_key(call: ToolCall) -> str:
-    return call.name + "\0" + json.dumps(call.arguments, sort_keys=True, ensure_ascii=False)
-
-
 async def run_loop(
     backend: ChatBackend,
     settings: Settings,
     tools: ToolRegistry,
     first_message: str,
-    progress: ProgressSink,
+    progress: ProgressSink | ev.EventSink,
     *,
     allowed_tools: Collection[str] | None = None,
     log: Callable[[str], None] = lambda _msg: None,
     verify: Verify | None = None,
     prose_first: bool = False,
+    staged: StagedView | None = None,
 ) -> LoopResult:
     """Run the conversation for one task and return how it ended.
 
@@ -113,262 +81,315 @@ async def run_loop(
     asks the model for its answer with what it has; the tools stay in that request so the
     cached prefix holds. Cancellation (``asyncio.CancelledError``) propagates untouched,
     closing the model stream.
+
+    ``progress`` gets the loop's events when it has ``on_event`` (the LSP progress, the CLI),
+    else progress lines through ``report``/``warn``. ``staged``: the staged view, so tool
+    results can say which files an edit changed and by how many lines.
     """
-    stats = Stats(backend=backend.name, model=backend.model, context_length=settings.context_length)
-    started = time.monotonic()
-    caller = _ModelCaller(backend, settings, tools, log)
-    await caller.start()
-    names = tools.names()
-    allowed = set(allowed_tools) if allowed_tools is not None else set(names)
-    messages = [Message("system", caller.system_prompt()), Message("user", first_message)]
-    prog = _Progress(progress, settings.max_turns)
-    warnings: list[str] = []
-    seen: dict[str, ToolResult] = {}
-    warned_fill = False
-    call_counter = 0
-    result_text = ""
-    finished = False
-    limit = settings.max_turns
-    repairs = 0
-    turn = 0
-    repeat_turns = 0  # consecutive turns whose every call repeated an earlier one
-    stop_reason = "finished"
-
-    estimator = TokenEstimator()
-    # Requests are fitted to the smaller of agent.contextLength and the window the server
-    # loaded; a model loaded just in time reports its window only after the first reply.
-    window = caller.window
-    budget = window.budget
-
-    async def learn_window() -> None:
-        nonlocal budget
-        note = await window.update(backend)
-        budget = window.budget
-        stats.context_length = window.length
-        if note:
-            warnings.append(note)
-            progress.warn(note)
-            log(note)
-
-    await learn_window()
-
-    def fit(history: list[Message]) -> list[Message]:
-        # The fitted list becomes the history, so elisions stick and the cached prefix stays
-        # byte-identical from one turn to the next.
-        overhead = caller.schema_chars()
-        fitted, elided = fit_to_context(history, budget, estimator, fixed_overhead_chars=overhead)
-        if elided:
-            log(f"elided {elided} old tool output(s) to stay within the context")
-        needed = estimator.estimate(fitted, overhead)
-        if needed > budget:
-            limit_by = (
-                "agent.contextLength"
-                if window.length == settings.context_length
-                else f"the {window.length}-token window the server loaded"
-            )
-            raise TaskError(
-                f"The request needs about {needed} tokens but {limit_by} leaves "
-                f"{budget} for the prompt. Raise agent.contextLength, or select less code."
-            )
-        return fitted
-
-    def on_event(ev: StreamEvent) -> None:
-        tps = ev.completion_tokens / ev.elapsed if ev.elapsed > 0 else None
-        prog.say(f"model writing ({ev.completion_tokens} tokens)", tps)
-
-    def account(history: list[Message], response: ChatResponse) -> None:
-        nonlocal warned_fill
-        sent = estimator.estimate(history, caller.schema_chars())
-        truncated = window.truncation(sent, response.usage.prompt_tokens)
-        if truncated:
-            # The server cut the prompt without an error: its reply answers another question.
-            raise TaskError(truncated)
-        estimator.calibrate(history, caller.schema_chars(), response.usage.prompt_tokens)
-        stats.model = backend.model
-        stats.add(response.usage)
-        fill = response.usage.prompt_tokens / window.length
-        prog.context_fill = fill
-        if fill > settings.context_warning and not warned_fill:
-            warned_fill = True
-            msg = (
-                f"The prompt filled {fill:.0%} of the {window.length}-token context; "
-                "the model may lose track. Raise agent.contextLength (and make sure the model "
-                "supports it), or select less code."
-            )
-            warnings.append(msg)
-            progress.warn(msg)
-            log(msg)
-
-    while turn < limit:
-        turn += 1
-        prog.turn = turn
-        prog.max_turns = limit
-        turns_left = limit - turn + 1
-        if turns_left == 2 and limit > 2:
-            note = turns_left_warning(turns_left)
-            if messages[-1].role == "tool":
-                # Riding on the newest tool result saves a turn's template markers; that
-                # message has not been sent yet, so the cached prefix is untouched.
-                messages[-1].content += "\n\n" + note
-            else:
-                messages.append(Message("user", note))
-        prog.say("waiting for the model")
-        messages = fit(messages)
-        response, calls = await caller.call(messages, on_event, free=prose_first and turn == 1)
-        await learn_window()
-        account(messages, response)
-        if not calls:
-            result_text = clean_answer(response.content, names)
-            finished = True
-            messages.append(Message("assistant", response.content))
-        else:
-            for call in calls:
-                if not call.id:
-                    call_counter += 1
-                    call.id = f"call_{call_counter}"
-            messages.append(Message("assistant", response.content, tool_calls=list(calls)))
-            repeats = 0
-            for call in calls:
-                stats.tool_calls += 1
-                prog.say(tools.describe(call), stats.tokens_per_second)
-                outcome = await _run_call(call, tools, allowed, seen)
-                repeats += outcome.output.startswith(REPEATED_CALL)
-                messages.append(
-                    Message("tool", outcome.output, tool_call_id=call.id, name=call.name)
-                )
-                if outcome.finished:
-                    result_text = clean_answer(outcome.output, names)
-                    finished = True
-                    break
-            repeat_turns = repeat_turns + 1 if repeats == len(calls) else 0
-        if not finished:
-            if repeat_turns >= MAX_REPEAT_TURNS:
-                stop_reason = "looping"
-                break
-            continue
-        feedback = await verify() if verify is not None else None
-        if feedback is None or repairs >= settings.repair_turns:
-            break
-        # The staged result fails its check: tell the model why and let it repair. The
-        # round gets a few turns of its own even if the model finished on its last one.
-        repairs += 1
-        finished = False
-        messages.append(Message("user", feedback))
-        limit = max(limit, turn + REPAIR_ROUND_TURNS)
-        log(f"verification failed; repair round {repairs} of {settings.repair_turns}")
-    if not finished:
-        if stop_reason == "looping":
-            msg = (
-                f"The model repeated the same tool calls {repeat_turns} turns in a row, so the "
-                "run stopped there and asked it for its answer."
-            )
-        else:
-            stop_reason = "turn_cap"
-            msg = (
-                f"The model used all {limit} turns without finishing and was asked for its "
-                "answer with what it had. Raise agent.maxTurns for larger tasks."
-            )
-        warnings.append(msg)
-        progress.warn(msg)
-        prog.say("asking the model for its answer")
-        _ask_for_answer(messages)
-        messages = fit(messages)
-        response, calls = await caller.call(messages, on_event, final=True)
-        await learn_window()
-        account(messages, response)
-        result_text = _answer_text(response.content, calls, names)
-        messages.append(Message("assistant", response.content))
-
-    stats.wall_time = time.monotonic() - started
-    return LoopResult(result_text, finished, stats, messages, warnings, stop_reason)
+    loop = AgentLoop(
+        backend,
+        settings,
+        tools,
+        event_sink(progress),
+        allowed_tools=allowed_tools,
+        log=log,
+        verify=verify,
+        prose_first=prose_first,
+        staged=staged,
+    )
+    return await loop.run(first_message)
 
 
-class _ModelCaller:
-    """Builds each request for the tool-call mode in force and reads the calls out of replies.
-
-    In ``auto`` mode a server that answers "this model does not support tools" switches the run
-    to ``constrained`` and the same turn is asked again, so no turn is lost.
-    """
+class AgentLoop:
+    """One task's conversation, step by step; ``run`` strings the steps together."""
 
     def __init__(
         self,
         backend: ChatBackend,
         settings: Settings,
         tools: ToolRegistry,
-        log: Callable[[str], None],
+        sink: ev.EventSink,
+        *,
+        allowed_tools: Collection[str] | None = None,
+        log: Callable[[str], None] = lambda _msg: None,
+        verify: Verify | None = None,
+        prose_first: bool = False,
+        staged: StagedView | None = None,
     ) -> None:
         self.backend = backend
         self.settings = settings
-        self.specs = tools.specs()
-        self.names = tools.names()
+        self.tools = tools
+        self.sink = sink
         self.log = log
-        self.mode: Mode = "native"
-        self.schema = response_schema(self.specs)
-        self.window = ContextWindow(settings.context_length, settings.max_output_tokens)
+        self.verify = verify
+        self.prose_first = prose_first
+        self.staged = staged
+        self.names = tools.names()
+        self.calls = CallRunner(
+            tools, set(allowed_tools) if allowed_tools is not None else set(self.names)
+        )
+        self.caller = ModelCaller(backend, settings, tools, log)
+        self.stats = Stats(
+            backend=backend.name, model=backend.model, context_length=settings.context_length
+        )
+        self.estimator = TokenEstimator()
+        self.messages: list[Message] = []
+        self.warnings: list[str] = []
+        self.turn = 0
+        self.limit = settings.max_turns
+        self.repairs = 0
+        self.repeat_turns = 0  # consecutive turns whose every call repeated an earlier one
+        self.result_text = ""
+        self.finished = False
+        self.stop_reason = "finished"
+        self._warned_fill = False
+        self._call_counter = 0
 
-    async def start(self) -> None:
-        """Decide the mode (may ask the server once per model and process)."""
-        self.mode = await resolve_mode(self.backend, self.settings)
+    # -- the run ----------------------------------------------------------------------------
 
-    def schema_chars(self) -> int:
-        """Characters the tool schemas add to every request (none in constrained mode, where
-        the tool list is part of the system prompt)."""
-        return tool_schema_chars(self.specs) if self.mode == "native" else 0
-
-    def system_prompt(self) -> str:
-        """The fixed prefix's text for the current mode."""
-        if self.mode == "native":
-            return SYSTEM_PROMPT
-        return SYSTEM_PROMPT + "\n\n" + tools_prompt(self.specs)
-
-    def _request(self, messages: list[Message], free: bool, final: bool) -> ChatRequest:
-        native = self.mode == "native"
-        # Constrained mode drops the reply grammar when prose is welcome; the grammar is not
-        # part of the prompt, so the cached prefix is the same either way.
-        prose = free or final
-        return ChatRequest(
-            messages=list(messages) if native else render_constrained(messages),
-            tools=self.specs if native else [],
-            context_length=self.window.length,
-            temperature=self.settings.temperature,
-            response_schema=None if native or prose else self.schema,
-            max_tokens=self.window.max_tokens,
-            no_tool_calls=final,
+    async def run(self, first_message: str) -> LoopResult:
+        """Turns until the model finishes (and its result passes ``verify``), loops, or reaches
+        the cap; then, if it never finished, one call for its answer."""
+        started = time.monotonic()
+        await self.start(first_message)
+        while self.turn < self.limit:
+            self.next_turn()
+            self.prepare_request()
+            free = self.prose_first and self.turn == 1
+            response, calls = await self.call_model(free=free)
+            if not calls:
+                self.take_answer(response)
+            else:
+                await self.run_calls(response, calls)
+            if not self.finished:
+                if self.looping():
+                    break
+                continue
+            if not await self.verify_or_repair():
+                break
+        if not self.finished:
+            await self.final_answer()
+        self.stats.wall_time = time.monotonic() - started
+        self.emit(ev.Finished(self.result_text, self.finished, self.stop_reason, self.stats))
+        return LoopResult(
+            self.result_text,
+            self.finished,
+            self.stats,
+            self.messages,
+            self.warnings,
+            self.stop_reason,
         )
 
-    async def call(
-        self,
-        messages: list[Message],
-        on_event: Callable[[StreamEvent], None],
-        *,
-        free: bool = False,
-        final: bool = False,
-    ) -> tuple[ChatResponse, list[ToolCall]]:
-        """One model call; returns the reply and the tool calls found in it.
+    # -- steps ------------------------------------------------------------------------------
 
-        ``free``: a prose answer is as welcome as a tool call. ``final``: the model is asked
-        for its answer, no tool calls (those it makes anyway are still returned, for their text).
+    async def start(self, first_message: str) -> None:
+        """Decide the tool-call mode, write the first two messages, learn the server's window."""
+        await self.caller.start()
+        self.messages = [
+            Message("system", self.caller.system_prompt()),
+            Message("user", first_message),
+        ]
+        await self.learn_window()
+
+    def next_turn(self) -> None:
+        """Count the turn and warn the model two turns before the cap."""
+        self.turn += 1
+        turns_left = self.limit - self.turn + 1
+        if turns_left == 2 and self.limit > 2:
+            note = turns_left_warning(turns_left)
+            if self.messages[-1].role == "tool":
+                # Riding on the newest tool result saves a turn's template markers; that
+                # message has not been sent yet, so the cached prefix is untouched.
+                self.messages[-1].content += "\n\n" + note
+            else:
+                self.messages.append(Message("user", note))
+        self.emit(ev.TurnStarted(self.turn, self.limit))
+
+    def prepare_request(self) -> None:
+        """Fit the history to the context window (raises TaskError when it cannot fit).
+
+        The fitted list becomes the history, so elisions stick and the cached prefix stays
+        byte-identical from one turn to the next.
         """
-        try:
-            response = await self.backend.chat(self._request(messages, free, final), on_event)
-        except ToolsUnsupported:
-            if self.settings.tool_mode != "auto" or self.mode != "native":
-                raise
-            self.log(f"{self.backend.model} takes no native tools; using constrained tool calls")
-            self.mode = "constrained"
-            remember(self.backend, self.mode)
-            messages[0] = Message("system", self.system_prompt())
-            response = await self.backend.chat(self._request(messages, free, final), on_event)
-        if self.mode == "constrained":
-            return response, parse_reply(response.content, self.names)
-        calls = response.tool_calls
-        if not calls and response.content:
-            # The schemas type raw-text values (Qwen XML) where the tool asks for a number.
-            schemas = {spec.name: spec.parameters for spec in self.specs}
-            calls = recover_tool_calls(response.content, self.names, schemas=schemas)
-            if calls:
-                self.log(f"recovered {len(calls)} tool call(s) written as text")
+        window = self.caller.window
+        budget = window.budget
+        overhead = self.caller.schema_chars()
+        fitted, elided = fit_to_context(
+            self.messages, budget, self.estimator, fixed_overhead_chars=overhead
+        )
+        if elided:
+            self.log(f"elided {elided} old tool output(s) to stay within the context")
+        needed = self.estimator.estimate(fitted, overhead)
+        if needed > budget:
+            limit_by = (
+                "agent.contextLength"
+                if window.length == self.settings.context_length
+                else f"the {window.length}-token window the server loaded"
+            )
+            raise TaskError(
+                f"The request needs about {needed} tokens but {limit_by} leaves "
+                f"{budget} for the prompt. Raise agent.contextLength, or select less code."
+            )
+        self.messages = fitted
+
+    async def call_model(
+        self, *, free: bool = False, final: bool = False
+    ) -> tuple[ChatResponse, list[ToolCall]]:
+        """Send the history, stream the reply as events, account for its tokens."""
+        response, calls = await self.caller.call(
+            self.messages, self.sink, self.turn, free=free, final=final
+        )
+        await self.learn_window()
+        self.account(response)
         return response, calls
+
+    def take_answer(self, response: ChatResponse) -> None:
+        """A reply without calls is the model's answer."""
+        self.result_text = clean_answer(response.content, self.names)
+        self.finished = True
+        self.messages.append(Message("assistant", response.content))
+
+    async def run_calls(self, response: ChatResponse, calls: list[ToolCall]) -> None:
+        """Run the reply's calls in order, each result a tool message; ``finish`` ends it."""
+        for call in calls:
+            if not call.id:
+                self._call_counter += 1
+                call.id = f"call_{self._call_counter}"
+        self.messages.append(Message("assistant", response.content, tool_calls=list(calls)))
+        repeats = 0
+        for call in calls:
+            self.stats.tool_calls += 1
+            self.emit(
+                ev.ToolCallStarted(
+                    self.turn, call.id, call.name, _arguments(call), self.tools.describe(call)
+                )
+            )
+            before = snapshot(self.staged) if self.tools.mutates(call.name) else None
+            outcome = await self.calls.run(call)
+            repeated = outcome.output.startswith(REPEATED_CALL)
+            repeats += repeated
+            edits = staged_edits(self.staged, before) if before is not None and outcome.ok else ()
+            self.emit(
+                ev.ToolResult(
+                    self.turn,
+                    call.id,
+                    call.name,
+                    outcome.ok,
+                    outcome.output,
+                    repeated=repeated,
+                    finished=outcome.finished,
+                    edits=edits,
+                )
+            )
+            self.messages.append(
+                Message("tool", outcome.output, tool_call_id=call.id, name=call.name)
+            )
+            if outcome.finished:
+                self.result_text = clean_answer(outcome.output, self.names)
+                self.finished = True
+                break
+        self.repeat_turns = self.repeat_turns + 1 if repeats == len(calls) else 0
+
+    def looping(self) -> bool:
+        """Whether the model only repeated calls for too many turns in a row (stop it)."""
+        if self.repeat_turns >= MAX_REPEAT_TURNS:
+            self.stop_reason = "looping"
+            return True
+        return False
+
+    async def verify_or_repair(self) -> bool:
+        """The model finished: check its result. True when the run goes on with a repair round
+        (the check's feedback is the next message), False when it is done."""
+        feedback = await self.verify() if self.verify is not None else None
+        if feedback is None or self.repairs >= self.settings.repair_turns:
+            return False
+        # The staged result fails its check: tell the model why and let it repair. The
+        # round gets a few turns of its own even if the model finished on its last one.
+        self.repairs += 1
+        self.finished = False
+        self.messages.append(Message("user", feedback))
+        self.limit = max(self.limit, self.turn + REPAIR_ROUND_TURNS)
+        self.log(
+            f"verification failed; repair round {self.repairs} of {self.settings.repair_turns}"
+        )
+        return True
+
+    async def final_answer(self) -> None:
+        """The run stopped without an answer (turn cap, looping): ask for one, tools kept in
+        the request so the cached prefix holds."""
+        if self.stop_reason == "looping":
+            msg = (
+                f"The model repeated the same tool calls {self.repeat_turns} turns in a row, so "
+                "the run stopped there and asked it for its answer."
+            )
+        else:
+            self.stop_reason = "turn_cap"
+            msg = (
+                f"The model used all {self.limit} turns without finishing and was asked for its "
+                "answer with what it had. Raise agent.maxTurns for larger tasks."
+            )
+        self.warn(msg, log=False)
+        self.emit(ev.TurnStarted(self.turn, self.limit, final=True))
+        _ask_for_answer(self.messages)
+        self.prepare_request()
+        response, calls = await self.call_model(final=True)
+        self.result_text = _answer_text(response.content, calls, self.names)
+        self.messages.append(Message("assistant", response.content))
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def emit(self, event: ev.Event) -> None:
+        """Hand an event to the sink."""
+        self.sink.on_event(event)
+
+    def warn(self, message: str, *, log: bool = True) -> None:
+        """A warning for the result, the sink and (usually) the log."""
+        self.warnings.append(message)
+        self.emit(ev.Warning(message))
+        if log:
+            self.log(message)
+
+    async def learn_window(self) -> None:
+        """Fit requests to the smaller of agent.contextLength and the window the server
+        loaded; a model loaded just in time reports its window only after the first reply."""
+        window = self.caller.window
+        note = await window.update(self.backend)
+        self.stats.context_length = window.length
+        if note:
+            self.warn(note)
+
+    def account(self, response: ChatResponse) -> None:
+        """Check the prompt was not cut, add the call's tokens, warn once when the context
+        is filling up."""
+        window = self.caller.window
+        history = self.messages
+        sent = self.estimator.estimate(history, self.caller.schema_chars())
+        truncated = window.truncation(sent, response.usage.prompt_tokens)
+        if truncated:
+            # The server cut the prompt without an error: its reply answers another question.
+            raise TaskError(truncated)
+        self.estimator.calibrate(history, self.caller.schema_chars(), response.usage.prompt_tokens)
+        self.stats.model = self.backend.model
+        self.stats.add(response.usage)
+        usage = response.usage
+        fill = usage.prompt_tokens / window.length
+        self.emit(
+            ev.Stats(
+                self.turn,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_prompt_tokens,
+                fill,
+                self.stats.tokens_per_second,
+            )
+        )
+        if fill > self.settings.context_warning and not self._warned_fill:
+            self._warned_fill = True
+            self.warn(
+                f"The prompt filled {fill:.0%} of the {window.length}-token context; "
+                "the model may lose track. Raise agent.contextLength (and make sure the model "
+                "supports it), or select less code."
+            )
 
 
 def _ask_for_answer(messages: list[Message]) -> None:
@@ -395,26 +416,6 @@ def _answer_text(content: str, calls: list[ToolCall], names: list[str]) -> str:
     return text
 
 
-async def _run_call(
-    call: ToolCall, tools: ToolRegistry, allowed: set[str], seen: dict[str, ToolResult]
-) -> ToolResult:
-    """Run one call, refusing tools the task does not allow and answering exact repeats."""
-    if call.name in tools.names() and call.name not in allowed:
-        return ToolResult(
-            f"Error: {call.name} is not available for this task. "
-            f"Available: {', '.join(sorted(allowed))}.",
-            ok=False,
-        )
-    key = _call_key(call)
-    earlier = seen.get(key)
-    if earlier is not None and call.name != "finish":
-        head = earlier.output if len(earlier.output) <= 300 else earlier.output[:300] + " ..."
-        return ToolResult(f"{REPEATED_CALL}\nEarlier result: {head}", ok=False)
-    outcome = await tools.execute(call)
-    if tools.mutates(call.name) and outcome.ok:
-        # The tool changed the staged view (its declaration says so), so an earlier read or
-        # search may now give a different answer; a repeat after it is not a repeat.
-        seen.clear()
-    else:
-        seen[key] = outcome
-    return outcome
+def _arguments(call: ToolCall) -> dict[str, object]:
+    """A copy of the call's arguments for an event (a recovered call may carry no object)."""
+    return dict(call.arguments) if isinstance(call.arguments, dict) else {}
