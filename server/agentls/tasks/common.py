@@ -168,6 +168,8 @@ async def run_task(
         verify=verify,
         # The file is in the first message: a read-only task may answer straight away in prose.
         prose_first=spec.read_only or spec.prose_answer,
+        # Tool results then say which files an edit changed, by how many lines.
+        staged=prepared.workspace,
         **_history_argument(ctx),
     )
     result.stats.skills = [s.name for s in skills]
