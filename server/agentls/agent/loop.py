@@ -12,8 +12,8 @@ typed events (:mod:`agentls.agent.events`) that the front ends turn into their p
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
 
 from agentls.agent import events as ev
 from agentls.agent.calls import CallRunner, StagedView, snapshot, staged_edits
@@ -67,6 +67,7 @@ async def run_loop(
     verify: Verify | None = None,
     prose_first: bool = False,
     staged: StagedView | None = None,
+    history: Sequence[Message] = (),
 ) -> LoopResult:
     """Run the conversation for one task and return how it ended.
 
@@ -84,7 +85,9 @@ async def run_loop(
 
     ``progress`` gets the loop's events when it has ``on_event`` (the LSP progress, the CLI),
     else progress lines through ``report``/``warn``. ``staged``: the staged view, so tool
-    results can say which files an edit changed and by how many lines.
+    results can say which files an edit changed and by how many lines. ``history``: an
+    earlier run's ``messages``, which this run continues (a chat session's follow-up): the
+    first message is then appended to them, and the cached prefix holds.
     """
     loop = AgentLoop(
         backend,
@@ -97,7 +100,7 @@ async def run_loop(
         prose_first=prose_first,
         staged=staged,
     )
-    return await loop.run(first_message)
+    return await loop.run(first_message, history)
 
 
 class AgentLoop:
@@ -147,11 +150,11 @@ class AgentLoop:
 
     # -- the run ----------------------------------------------------------------------------
 
-    async def run(self, first_message: str) -> LoopResult:
+    async def run(self, first_message: str, history: Sequence[Message] = ()) -> LoopResult:
         """Turns until the model finishes (and its result passes ``verify``), loops, or reaches
         the cap; then, if it never finished, one call for its answer."""
         started = time.monotonic()
-        await self.start(first_message)
+        await self.start(first_message, history)
         while self.turn < self.limit:
             self.next_turn()
             self.prepare_request()
@@ -182,13 +185,17 @@ class AgentLoop:
 
     # -- steps ------------------------------------------------------------------------------
 
-    async def start(self, first_message: str) -> None:
-        """Decide the tool-call mode, write the first two messages, learn the server's window."""
+    async def start(self, first_message: str, history: Sequence[Message] = ()) -> None:
+        """Decide the tool-call mode, write the first messages (after ``history``, when a
+        conversation goes on), learn the server's window."""
         await self.caller.start()
-        self.messages = [
-            Message("system", self.caller.system_prompt()),
-            Message("user", first_message),
-        ]
+        system = Message("system", self.caller.system_prompt())
+        # Copies: fitting and the turn-cap notes change messages, and the caller keeps these.
+        earlier = [replace(m, tool_calls=list(m.tool_calls)) for m in history]
+        if earlier and earlier[0].role == "system":
+            # The prompt of the mode in force (the same text when the mode did not change).
+            earlier = earlier[1:]
+        self.messages = [system, *earlier, Message("user", first_message)]
         await self.learn_window()
 
     def next_turn(self) -> None:
