@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from agentls.agent.progress import EventProgress
 from agentls.edits import EditConflict, unified_diff, write_changes
 from agentls.llm.factory import make_backend
 from agentls.llm.types import BackendError
@@ -30,8 +31,9 @@ from agentls.tasks.registry import by_cli_word, cli_words
 TESTS_FAIL = 5
 
 
-class StderrProgress:
-    """Progress for a terminal: one updating line on a TTY, throttled lines otherwise."""
+class StderrProgress(EventProgress):
+    """Progress for a terminal: one updating line on a TTY, throttled lines otherwise. It
+    takes the loop's events (``on_event``), which become these lines."""
 
     def __init__(self, stream: TextIO = sys.stderr, quiet: bool = False) -> None:
         self.stream = stream
