@@ -1,45 +1,62 @@
-"""Staged changes -> minimal text edits, unified diffs and LSP WorkspaceEdits; edit matching.
+"""Edit matching for the ``edit`` tool; re-exports the text and WorkspaceEdit helpers.
 
-A leaf module: it imports only the standard library and lsprotocol, so the CLI, the
-server and the tool loop can all use it without pulling each other in.
+The ``edit`` tool's matching lives here (exact, then tolerating trailing whitespace and
+indentation drift, never an ambiguous match). The rest moved to modules with one job each,
+re-exported so existing imports keep working:
 
-Positions follow LSP: zero-based lines, characters counted in UTF-16 code units, lines
-split at ``\\n``, ``\\r\\n`` and ``\\r`` (and nothing else, unlike ``str.splitlines``).
+- :mod:`agentls.textdiff`: line diffs in near-linear time (a leaf);
+- :mod:`agentls.textedits`: minimal text edits in LSP coordinates (UTF-16 characters);
+- :mod:`agentls.changes`: ``FileChange``, rebasing onto the user's typing, unified diffs,
+  reading and writing files;
+- :mod:`agentls.lsp_workspace_edit`: the LSP ``WorkspaceEdit``.
 """
 
 from __future__ import annotations
 
-import bisect
 import difflib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
-from lsprotocol import types as lsp
+from agentls.changes import (
+    EditConflict,
+    FileChange,
+    disk_text,
+    read_disk_text,
+    rebase,
+    unified_diff,
+    write_changes,
+)
+from agentls.lsp_workspace_edit import ANNOTATION_ID, Snapshot, to_workspace_edit
+from agentls.textdiff import split_lines
+from agentls.textedits import PlainEdit, apply_text_edits, text_edits
 
-
-@dataclass(frozen=True)
-class FileChange:
-    """One file the agent changed: text it read (None for a new file), text it wants."""
-
-    path: Path  # absolute
-    old_text: str | None
-    new_text: str
-    version: int | None = None  # editor version of the open document the agent read
+# The names other modules import from here, kept working after the split.
+__all__ = [
+    "ANNOTATION_ID",
+    "AppliedEdit",
+    "EditConflict",
+    "EditMatchError",
+    "FileChange",
+    "PlainEdit",
+    "Snapshot",
+    "apply_edit",
+    "apply_edit_detailed",
+    "apply_text_edits",
+    "disk_text",
+    "number_lines",
+    "read_disk_text",
+    "rebase",
+    "split_lines",
+    "text_edits",
+    "to_workspace_edit",
+    "unified_diff",
+    "write_changes",
+]
 
 
 class EditMatchError(Exception):
     """An ``edit`` could not be applied; the message tells the model what to do instead."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class EditConflict(Exception):
-    """The agent's change and the file's current text disagree (the user typed, or disk changed)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -359,447 +376,3 @@ def _closest_window(lines: Sequence[str], old_text: str) -> tuple[int, int] | No
     if best < 0 or best_ratio < 0.4:
         return None
     return best, best + n
-
-
-# --------------------------------------------------------------------------------------
-# Minimal text edits in LSP coordinates
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlainEdit:
-    """A text edit in LSP coordinates, independent of lsprotocol.
-
-    Ranges refer to the original text (as in LSP: all edits of one document are
-    relative to the same version); edits never overlap and come sorted.
-    """
-
-    start_line: int
-    start_character: int
-    end_line: int
-    end_character: int
-    new_text: str
-
-
-_LSP_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
-
-
-def split_lines(text: str) -> list[str]:
-    """Split into lines at ``\\n``, ``\\r\\n`` and ``\\r`` only, keeping the terminators."""
-    return _LSP_LINE.findall(text)
-
-
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-class _Positions:
-    """Converts between code-point offsets and LSP positions for one text."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.lines = split_lines(text)
-        self.starts: list[int] = []
-        offset = 0
-        for line in self.lines:
-            self.starts.append(offset)
-            offset += len(line)
-        # A text ending in a line break has one more (empty) line; so does an empty text.
-        if not self.lines or self.lines[-1].endswith(("\n", "\r")):
-            self.starts.append(offset)
-            self.lines.append("")
-
-    def position(self, offset: int) -> tuple[int, int]:
-        line = bisect.bisect_right(self.starts, offset) - 1
-        return line, _utf16_len(self.text[self.starts[line] : offset])
-
-    def offset(self, line: int, character: int) -> int:
-        if line < 0:
-            return 0
-        if line >= len(self.lines):
-            return len(self.text)
-        content = self.lines[line].rstrip("\r\n")
-        units = 0
-        for index, char in enumerate(content):
-            if units >= character:
-                return self.starts[line] + index
-            units += 2 if ord(char) > 0xFFFF else 1
-        # LSP: a character past the end of the line means the end of the line.
-        return self.starts[line] + len(content)
-
-
-def text_edits(old: str, new: str) -> list[PlainEdit]:
-    """Minimal edits that turn ``old`` into ``new``, sorted, relative to ``old``.
-
-    A line diff finds the changed regions; each region is then trimmed to the characters
-    that actually differ, so renaming one word yields one small edit, not a whole line.
-    """
-    if old == new:
-        return []
-    old_lines, new_lines = split_lines(old), split_lines(new)
-    matcher = difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False)
-    positions = _Positions(old)
-    line_starts = positions.starts
-    new_starts = [0]
-    for line in new_lines:
-        new_starts.append(new_starts[-1] + len(line))
-
-    regions: list[tuple[int, int, int, int]] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            continue
-        if regions and regions[-1][1] == i1 and regions[-1][3] == j1:
-            # Adjacent changed regions: merge so two edits never share a boundary.
-            regions[-1] = (regions[-1][0], i2, regions[-1][2], j2)
-        else:
-            regions.append((i1, i2, j1, j2))
-
-    edits: list[PlainEdit] = []
-    for i1, i2, j1, j2 in regions:
-        start = line_starts[i1] if i1 < len(line_starts) else len(old)
-        end = start + sum(len(line) for line in old_lines[i1:i2])
-        old_seg = old[start:end]
-        new_seg = new[new_starts[j1] : new_starts[j2]]
-        prefix = _common_prefix(old_seg, new_seg)
-        suffix = _common_suffix(old_seg[prefix:], new_seg[prefix:])
-        a, b = start + prefix, end - suffix
-        replacement = new_seg[prefix : len(new_seg) - suffix]
-        # LSP cannot address a position between "\r" and "\n": widen the edit by one.
-        if 0 < a < len(old) and old[a - 1] == "\r" and old[a] == "\n":
-            a -= 1
-            replacement = "\r" + replacement
-        if 0 < b < len(old) and old[b - 1] == "\r" and old[b] == "\n":
-            b += 1
-            replacement += "\n"
-        if a == b and not replacement:
-            continue
-        sl, sc = positions.position(a)
-        el, ec = positions.position(b)
-        edits.append(PlainEdit(sl, sc, el, ec, replacement))
-    return edits
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _common_suffix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[len(a) - 1 - i] == b[len(b) - 1 - i]:
-        i += 1
-    return i
-
-
-def apply_text_edits(text: str, edits: Iterable[PlainEdit]) -> str:
-    """Apply LSP-style edits (ranges relative to ``text``) the way an editor does.
-
-    Raises ``ValueError`` for overlapping edits, which LSP forbids.
-    """
-    positions = _Positions(text)
-    spans = sorted(
-        (
-            positions.offset(e.start_line, e.start_character),
-            positions.offset(e.end_line, e.end_character),
-            index,
-            e.new_text,
-        )
-        for index, e in enumerate(edits)
-    )
-    out: list[str] = []
-    cursor = 0
-    for start, end, _index, new_text in spans:
-        if start < cursor or end < start:
-            raise ValueError("text edits overlap or have an inverted range")
-        out.append(text[cursor:start])
-        out.append(new_text)
-        cursor = end
-    out.append(text[cursor:])
-    return "".join(out)
-
-
-# --------------------------------------------------------------------------------------
-# Rebasing the agent's change onto what the user typed meanwhile
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Hunk:
-    start: int  # first base line replaced (0-based)
-    end: int  # one past the last base line replaced
-    lines: list[str]  # replacement lines, with terminators
-
-
-def _hunks(base: list[str], other: list[str]) -> list[_Hunk]:
-    matcher = difflib.SequenceMatcher(None, base, other, autojunk=False)
-    return [
-        _Hunk(i1, i2, other[j1:j2])
-        for tag, i1, i2, j1, j2 in matcher.get_opcodes()
-        if tag != "equal"
-    ]
-
-
-def _line_span(hunk: _Hunk) -> str:
-    if hunk.end - hunk.start <= 1:
-        return f"line {hunk.start + 1}"
-    return f"lines {hunk.start + 1}-{hunk.end}"
-
-
-def rebase(change: FileChange, current_text: str, *, on_disk: bool = False) -> str:
-    """Carry the agent's change over to ``current_text`` (the buffer as the user left it).
-
-    Both the agent's change and the user's typing are diffed by line against the text
-    the agent read. When no agent hunk overlaps or touches a user hunk, the agent's
-    hunks are replayed at their shifted positions and the user's typing survives.
-    Otherwise raises :class:`EditConflict` naming the file and lines. ``on_disk`` says
-    ``current_text`` is the file on disk (the buffer the agent read was closed, or the
-    file changed), which the conflict message then says.
-    """
-    if change.old_text is None:
-        raise EditConflict(
-            f"{change.path}: the agent created this file, but it exists now; nothing was changed."
-        )
-    if current_text == change.old_text:
-        return change.new_text
-    if current_text == change.new_text:
-        return current_text  # the user already made the very same change
-    base = split_lines(change.old_text)
-    agent = _hunks(base, split_lines(change.new_text))
-    user = _hunks(base, split_lines(current_text))
-    for a in agent:
-        for u in user:
-            # Touching counts: text right next to the user's cursor is too close to call.
-            if a.start <= u.end and u.start <= a.end:
-                if on_disk:
-                    raise EditConflict(
-                        f"{change.path}: the file on disk differs at {_line_span(u)} from "
-                        f"the text the agent edited at {_line_span(a)} (the editor's buffer "
-                        "was closed without saving, or the file changed on disk), so the "
-                        "agent's edit cannot be placed on it."
-                    )
-                raise EditConflict(
-                    f"{change.path}: the document changed at {_line_span(u)} while the agent "
-                    f"was editing {_line_span(a)}; the agent's edit was not applied. "
-                    "Save or undo your typing and run the command again."
-                )
-    merged = sorted(agent + user, key=lambda h: (h.start, h.end))
-    out: list[str] = []
-    cursor = 0
-    for hunk in merged:
-        out.extend(base[cursor : hunk.start])
-        out.extend(hunk.lines)
-        cursor = hunk.end
-    out.extend(base[cursor:])
-    return "".join(out)
-
-
-# --------------------------------------------------------------------------------------
-# WorkspaceEdit, diffs and writing to disk
-# --------------------------------------------------------------------------------------
-
-
-class Snapshot(Protocol):
-    """The shape of an open document (``agentls.tasks.base.DocumentSnapshot`` fits)."""
-
-    @property
-    def text(self) -> str: ...
-
-    @property
-    def version(self) -> int | None: ...
-
-
-ANNOTATION_ID = "agentls"
-
-
-def _range(edit: PlainEdit) -> lsp.Range:
-    return lsp.Range(
-        start=lsp.Position(line=edit.start_line, character=edit.start_character),
-        end=lsp.Position(line=edit.end_line, character=edit.end_character),
-    )
-
-
-def _lsp_edits(
-    edits: Sequence[PlainEdit], annotate: bool
-) -> list[lsp.TextEdit | lsp.AnnotatedTextEdit | lsp.SnippetTextEdit]:
-    if annotate:
-        return [
-            lsp.AnnotatedTextEdit(annotation_id=ANNOTATION_ID, range=_range(e), new_text=e.new_text)
-            for e in edits
-        ]
-    return [lsp.TextEdit(range=_range(e), new_text=e.new_text) for e in edits]
-
-
-def to_workspace_edit(
-    changes: list[FileChange],
-    current: Callable[[Path], Snapshot | None] | None = None,
-    annotate: bool = False,
-    disk: Callable[[Path], str | None] | None = None,
-) -> lsp.WorkspaceEdit:
-    """Turn staged changes into one ``WorkspaceEdit`` with ``document_changes``.
-
-    ``current`` returns the open buffer of a path (or None when it is not open). When the
-    buffer moved on since the agent read it, the change is rebased onto it and addressed
-    to its current version, so the user's typing is kept; overlapping typing raises
-    :class:`EditConflict`. Files that are not open get version None. Without ``current``
-    the version the agent read is used. ``annotate`` marks every edit as needing
-    confirmation, which VS Code shows as a refactor preview.
-
-    ``disk`` returns a file's text on disk now (None when there is no such file). With it,
-    an edit for a file that is not open is computed against that text, since a version-None
-    edit is what the editor applies to the disk file: when the agent read an unsaved buffer
-    that was closed meanwhile (or the file changed on disk), the change is rebased onto the
-    disk text, or :class:`EditConflict` is raised when it does not rebase cleanly. A file
-    the agent created that exists on disk now, or a file it edited that is gone, is a
-    conflict too.
-    """
-    document_changes: list[
-        lsp.TextDocumentEdit | lsp.CreateFile | lsp.RenameFile | lsp.DeleteFile
-    ] = []
-    annotation = ANNOTATION_ID if annotate else None
-    for change in changes:
-        uri = change.path.as_uri()
-        snapshot = current(change.path) if current is not None else None
-        if change.old_text is None:
-            if snapshot is not None:
-                raise EditConflict(
-                    f"{change.path}: the agent created this file, but it is open in the "
-                    "editor now; nothing was changed."
-                )
-            if disk is not None and disk(change.path) is not None:
-                raise EditConflict(
-                    f"{change.path}: the agent created this file, but it exists on disk now; "
-                    "nothing was changed."
-                )
-            document_changes.append(
-                lsp.CreateFile(
-                    uri=uri,
-                    options=lsp.CreateFileOptions(overwrite=False, ignore_if_exists=False),
-                    annotation_id=annotation,
-                )
-            )
-            edits = [PlainEdit(0, 0, 0, 0, change.new_text)] if change.new_text else []
-            version = None
-        else:
-            if snapshot is not None:
-                base, version = snapshot.text, snapshot.version
-                target = rebase(change, snapshot.text)
-            elif disk is not None:
-                on_disk = disk(change.path)
-                if on_disk is None:
-                    raise EditConflict(
-                        f"{change.path}: the file is gone from disk; the agent's edit of it "
-                        "was not applied."
-                    )
-                # Version None means "the file on disk": the edit must be computed against
-                # that text, not against a closed buffer's, or its positions land on the
-                # wrong characters (def add(a, b) became def add(2, b)).
-                base, version, target = on_disk, None, rebase(change, on_disk, on_disk=True)
-            elif current is not None:
-                base, version, target = change.old_text, None, change.new_text
-            else:
-                base, version, target = change.old_text, change.version, change.new_text
-            edits = text_edits(base, target)
-            if not edits:
-                continue
-        if edits:
-            document_changes.append(
-                lsp.TextDocumentEdit(
-                    text_document=lsp.OptionalVersionedTextDocumentIdentifier(
-                        uri=uri, version=version
-                    ),
-                    edits=_lsp_edits(edits, annotate),
-                )
-            )
-    annotations = None
-    if annotate and document_changes:
-        annotations = {
-            ANNOTATION_ID: lsp.ChangeAnnotation(
-                label="agentls",
-                needs_confirmation=True,
-                description="Changes proposed by the agent",
-            )
-        }
-    return lsp.WorkspaceEdit(document_changes=document_changes, change_annotations=annotations)
-
-
-def _display_path(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def unified_diff(changes: Iterable[FileChange], root: Path, context: int = 3) -> str:
-    """A git-style unified diff of the changes, paths relative to ``root``."""
-    out: list[str] = []
-    for change in changes:
-        if change.old_text == change.new_text:
-            continue
-        rel = _display_path(change.path, root)
-        out.append(f"diff --git a/{rel} b/{rel}\n")
-        if change.old_text is None:
-            out.append("new file mode 100644\n")
-        old_lines = split_lines(change.old_text or "")
-        new_lines = split_lines(change.new_text)
-        fromfile = "/dev/null" if change.old_text is None else f"a/{rel}"
-        lines = list(difflib.unified_diff(old_lines, new_lines, fromfile, f"b/{rel}", n=context))
-        if not lines:
-            continue
-        for line in lines:
-            if line.endswith("\n"):
-                out.append(line)
-            else:
-                # As git and patch expect for a last line without a line break.
-                out.append(line + "\n\\ No newline at end of file\n")
-    return "".join(out)
-
-
-_BOM = b"\xef\xbb\xbf"
-
-
-def read_disk_text(path: Path) -> str:
-    """A file's text as the editor shows it: UTF-8, BOM dropped, line endings kept."""
-    return path.read_bytes().decode("utf-8-sig", errors="replace")
-
-
-def disk_text(path: Path) -> str | None:
-    """A file's text on disk now (as :func:`read_disk_text`), or None when it is not a file."""
-    try:
-        return read_disk_text(path)
-    except OSError:  # missing, a directory now, unreadable: no text to apply an edit to
-        return None
-
-
-def write_changes(changes: Iterable[FileChange]) -> None:
-    """Write the changes to disk (the CLI's ``--apply``).
-
-    Every file is checked before any is written: a new file must not exist yet and an
-    existing one must still hold ``old_text``; otherwise :class:`EditConflict` is raised
-    and nothing is written. Parent directories of new files are created.
-    """
-    pending = list(changes)
-    for change in pending:
-        if change.old_text is None:
-            if change.path.exists():
-                raise EditConflict(
-                    f"{change.path}: the file exists now but the agent meant to create it; "
-                    "nothing was written."
-                )
-        elif not change.path.is_file():
-            raise EditConflict(f"{change.path}: the file is gone; nothing was written.")
-        elif read_disk_text(change.path) != change.old_text:
-            raise EditConflict(
-                f"{change.path}: the file changed on disk since the agent read it; "
-                "nothing was written."
-            )
-    for change in pending:
-        data = change.new_text.encode("utf-8")
-        if change.old_text is None:
-            change.path.parent.mkdir(parents=True, exist_ok=True)
-        elif change.path.read_bytes().startswith(_BOM):
-            data = _BOM + data  # keep the file's byte-order mark
-        change.path.write_bytes(data)
