@@ -356,8 +356,9 @@ def assert_one_reply(server: RawServer, msg_id: Any) -> dict[str, Any]:
 
 # ---- the scoreboard ------------------------------------------------------------------------
 
-# category -> [(case, held)]
-_OUTCOMES: dict[str, list[tuple[str, bool]]] = {}
+# module -> category -> [(case, held)]; keyed by module because one pytest process may run
+# both fault modules.
+_OUTCOMES: dict[str, dict[str, list[tuple[str, bool]]]] = {}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -373,7 +374,9 @@ def fault(category: str) -> Callable[[F], F]:
             return f"{name}[{kwargs['case']}]" if "case" in kwargs else name
 
         def note(kwargs: dict[str, Any], held: bool) -> None:
-            _OUTCOMES.setdefault(category, []).append((name_of(kwargs), held))
+            module = test.__module__.rpartition(".")[2]
+            cases = _OUTCOMES.setdefault(module, {}).setdefault(category, [])
+            cases.append((name_of(kwargs), held))
 
         if inspect.iscoroutinefunction(test):
 
@@ -421,7 +424,8 @@ def write_table(module: str) -> Path | None:
     data: dict[str, dict[str, list[list[Any]]]] = (
         json.loads(store.read_text()) if store.exists() else {}
     )
-    data[module] = {cat: [[n, h] for n, h in cases] for cat, cases in _OUTCOMES.items()}
+    outcomes = _OUTCOMES.get(module, {})
+    data[module] = {cat: [[n, h] for n, h in cases] for cat, cases in outcomes.items()}
     store.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     path.write_text(render_table(data))
     return path
