@@ -1,5 +1,6 @@
 """A ProgressSink that reports LSP work-done progress and turns the client's Cancel into a
-cancelled asyncio task."""
+cancelled asyncio task; it takes the loop's events, and streams the model's text to the client
+as ``agent/textDelta`` notifications on the run's progress token."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import logging
 import time
 import uuid
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
+from agentls.agent import events as ev
+from agentls.agent.progress import EventProgress
 from agentls.protocol import ProgressToken
 
 log = logging.getLogger(__name__)
@@ -22,6 +25,21 @@ MIN_INTERVAL = 0.1
 # Seconds to wait for the client to accept window/workDoneProgress/create.
 CREATE_TIMEOUT = 5.0
 
+# Server -> client notification: the model's text as it is written (docs/architecture.md).
+TEXT_DELTA = "agent/textDelta"
+
+
+class TextDeltaParams(TypedDict):
+    """``agent/textDelta``: ``delta`` continues the text of ``kind`` for this ``turn`` of the
+    run whose work-done progress is ``token``; a new ``turn`` starts a new text (what the
+    model wrote before was commentary before a tool call). The request's result is still the
+    whole answer: a client that ignores these loses nothing."""
+
+    token: ProgressToken
+    turn: int
+    kind: Literal["answer", "thinking"]
+    delta: str
+
 
 def client_supports_progress(ls: LanguageServer) -> bool:
     """Whether the client accepts window/workDoneProgress/create."""
@@ -29,11 +47,14 @@ def client_supports_progress(ls: LanguageServer) -> bool:
     return bool(window and window.work_done_progress)
 
 
-class LspProgress:
+class LspProgress(EventProgress):
     """Work-done progress for one agent run (a no-op when there is no token).
 
     ``warn`` also goes to the log and a warning message, because a progress line vanishes
     when the run ends and warnings such as "the context is nearly full" must be seen.
+    The loop's events become progress lines (``EventProgress``), and its text deltas
+    ``agent/textDelta`` notifications keyed by the progress token, so several runs can stream
+    at once; without a token there is nothing to key them by, and nothing streams.
     """
 
     def __init__(self, ls: LanguageServer, token: ProgressToken | None) -> None:
@@ -78,6 +99,30 @@ class LspProgress:
             if future is not None and task is not None:
                 future.add_done_callback(_cancel_task_when_cancelled(task))
         return progress
+
+    def on_event(self, event: ev.Event) -> None:
+        """Stream text deltas to the client; everything else becomes progress lines."""
+        if isinstance(event, ev.TextDelta | ev.ThinkingDelta):
+            self.send_delta(event)
+        elif isinstance(event, ev.TurnStarted) or (
+            isinstance(event, ev.ToolResult) and event.edits
+        ):
+            # A new turn and a staged edit are worth seeing; never throttle them away.
+            self._last_sent = 0.0
+        super().on_event(event)
+
+    def send_delta(self, event: ev.TextDelta | ev.ThinkingDelta) -> None:
+        """One ``agent/textDelta`` notification, written at once (no batching: the delay from
+        the model's token to the editor is what streaming is for)."""
+        if self.token is None or self._ended or not event.text:
+            return
+        params: TextDeltaParams = {
+            "token": self.token,
+            "turn": event.turn,
+            "kind": "answer" if isinstance(event, ev.TextDelta) else "thinking",
+            "delta": event.text,
+        }
+        self._ls.protocol.notify(TEXT_DELTA, params)
 
     def report(self, message: str, percentage: int | None = None) -> None:
         """Report a step; percentages are kept monotonic as the protocol asks.
