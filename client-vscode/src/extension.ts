@@ -30,6 +30,8 @@ import {
   type SettingSpec,
 } from "./settings";
 import { isAgentStatus, statusBarText, statusDetails, statusHeadline, type AgentStatus } from "./status";
+import { LiveExplanations } from "./explanations";
+import { TEXT_DELTA, isTextDelta, liveRunFor, type TextDelta } from "./stream";
 
 const STATUS_REQUEST = "agent/status";
 const CMD = { explain: "agent.explain", refactor: "agent.refactor", generateTests: "agent.generateTests" } as const;
@@ -43,10 +45,15 @@ const TITLES: Record<string, string> = {
 
 /** A command run shown as a cancellable notification, fed by the server's progress. */
 interface Run {
+  command: string;
   title: string;
   progress: vscode.Progress<{ message?: string; increment?: number }>;
   token?: string | number;
   reported: number;
+  /** The document the command is about (its first argument). */
+  source?: string;
+  /** The live explanation this run streams into, once its first token arrived. */
+  live?: vscode.Uri;
 }
 /** JSON-RPC RequestCancelled: the user pressed Cancel on the progress notification. */
 const REQUEST_CANCELLED = -32800;
@@ -100,6 +107,7 @@ class AgentExtension {
   private stopping = false;
   private statusSeq = 0;
   private readonly runs: Run[] = [];
+  private readonly explanations = new LiveExplanations();
   /** Bumped for every new LanguageClient. */
   private generation = 0;
   /** A crashed server is waiting out its back-off or starting again. */
@@ -144,6 +152,7 @@ class AgentExtension {
     context.subscriptions.push(
       this.output,
       this.statusItem,
+      this.explanations,
       // Trusting the workspace later lifts trustedWorkspace: false (the server pulls again).
       vscode.workspace.onDidGrantWorkspaceTrust(() => void this.pushSettings()),
       vscode.workspace.onDidChangeConfiguration(async (event) => {
@@ -312,9 +321,20 @@ class AgentExtension {
           },
         },
         window: {
-          // Explanations arrive as window/showDocument of a .md file: show the preview.
+          // Explanations arrive as window/showDocument of a .md file: show the preview (the
+          // live one, which streamed, gets the saved text instead).
           showDocument: async (params, token, next) => {
             if (!params.external && /\.(md|markdown)$/i.test(params.uri)) {
+              const run = liveRunFor(this.runs, params.uri);
+              if (run?.live) {
+                try {
+                  const saved = await vscode.workspace.fs.readFile(vscode.Uri.parse(params.uri));
+                  this.explanations.finish(run.live, new TextDecoder().decode(saved));
+                  return { success: true };
+                } catch (error) {
+                  this.output.warn(`reading the saved explanation: ${String(error)}`);
+                }
+              }
               await vscode.commands.executeCommand("markdown.showPreviewToSide", vscode.Uri.parse(params.uri));
               return { success: true };
             }
@@ -349,6 +369,11 @@ class AgentExtension {
         },      },
     };
     const client = new LanguageClient("agent", "agentls", () => this.spawnServer(), clientOptions);
+    client.onNotification(TEXT_DELTA, (params: unknown) => {
+      if (isTextDelta(params)) {
+        this.onTextDelta(params);
+      }
+    });
     client.onDidChangeState((event) => {
       if (generation !== this.generation) {
         return;
@@ -495,7 +520,8 @@ class AgentExtension {
       return await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title, cancellable: true },
         async (progress, token) => {
-          const run: Run = { title, progress, reported: 0 };
+          const source = typeof args[0] === "string" ? args[0] : undefined;
+          const run: Run = { command, title, progress, reported: 0, source };
           this.runs.push(run);
           try {
             return (await client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args }, token)) as
@@ -516,6 +542,24 @@ class AgentExtension {
     } finally {
       void this.refreshStatus();
     }
+  }
+
+  /**
+   * An explanation's text as the model writes it: the first token opens the live preview
+   * beside the code, later ones grow it. Other runs' text (a refactor's commentary) is
+   * already in their progress.
+   */
+  private onTextDelta(delta: TextDelta): void {
+    const run = this.runs.find((r) => r.token === delta.token);
+    if (!run || run.command !== CMD.explain || delta.kind !== "answer") {
+      return;
+    }
+    if (!run.live) {
+      run.live = this.explanations.open(run.source, (error) =>
+        this.output.warn(`opening the explanation preview: ${String(error)}`),
+      );
+    }
+    this.explanations.apply(run.live, delta);
   }
 
   private report(run: Run, message: string | undefined, percentage: number | undefined): void {
