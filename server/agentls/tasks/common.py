@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from agentls.agent.bash_tool import BashTool, make_bash_tool
 from agentls.agent.loop import LoopResult, Verify, run_loop
@@ -143,7 +141,7 @@ async def run_task(
     refactor, which is what callers outside the task flows (the benchmarks) run.
     ``file_block`` replaces the request's file in the first message (the general request
     sends the files the user mentioned, or none). ``ctx.history`` continues a conversation
-    where the loop can take it (see :func:`loop_takes_history`).
+    (a chat session's follow-up) with its cached prefix intact.
     """
     sel = selection_lines(req.range)
     block = file_block
@@ -170,21 +168,7 @@ async def run_task(
         prose_first=spec.read_only or spec.prose_answer,
         # Tool results then say which files an edit changed, by how many lines.
         staged=prepared.workspace,
-        **_history_argument(ctx),
+        history=ctx.history,
     )
     result.stats.skills = [s.name for s in skills]
     return result
-
-
-def loop_takes_history() -> bool:
-    """Whether ``run_loop`` continues a conversation (a ``history`` parameter).
-
-    A chat front end (ACP) keeps each prompt's messages for the next one, so the cached prefix
-    holds across a session. Until the loop takes them, the front end recaps the conversation
-    in the instruction instead; this tells it which to do.
-    """
-    return "history" in inspect.signature(run_loop).parameters
-
-
-def _history_argument(ctx: TaskContext) -> dict[str, Any]:
-    return {"history": list(ctx.history)} if ctx.history and loop_takes_history() else {}
