@@ -77,6 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="check the model backend and print fixes")
     _add_backend_options(doctor)
+
+    # The Agent Client Protocol agent (agentls/acp/): Zed, JetBrains, CodeCompanion, avante,
+    # agent-shell. Settings as `run` reads them, from the environment and these flags.
+    acp = commands.add_parser("acp", help="run as an Agent Client Protocol agent on stdio")
+    _add_backend_options(acp)
+    acp.add_argument(
+        "--untrusted", action="store_true", help="no bash tool and no test runs (untrusted code)"
+    )
+    acp.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="stderr log level"
+    )
     return parser
 
 
@@ -250,5 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_task_command(args)
     if args.command == "doctor":
         return run_doctor(args)
+    if args.command == "acp":
+        from agentls.acp.main import run_acp
+
+        return run_acp(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse catches it
     return 2  # pragma: no cover
