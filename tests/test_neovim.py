@@ -1,7 +1,7 @@
 """Neovim 0.7.2 (Debian's package), headless, as the user drives it: editors/nvim/agentls.lua
 loaded as docs/neovim.md says, a code action chosen through vim.lsp.buf.code_action(), then
-:AgentTests, :AgentExplain and a cancelled :AgentExplain, against the scripted model server.
-The files on disk are what is checked."""
+:AgentTests, :AgentExplain (streamed into its split as the model writes) and a cancelled
+:AgentExplain, against the scripted model server. The files on disk are what is checked."""
 
 from __future__ import annotations
 
@@ -86,8 +86,8 @@ def test_code_action_and_commands_in_headless_neovim(
             # :AgentTests
             call("write", path="tests/test_calc.py", content=TESTS),
             call("finish", summary="Added tests for total and mean."),
-            # :AgentExplain
-            Reply(content=EXPLANATION),
+            # :AgentExplain, streamed slowly enough to be seen growing.
+            Reply(content=EXPLANATION, chunk_size=6, delay=0.05),
             # :1,2AgentExplain, which never finishes until :AgentCancel.
             Reply(content="total adds", hang=True),
         ]
@@ -146,6 +146,10 @@ def test_code_action_and_commands_in_headless_neovim(
     saved = cache / "agentls" / "explanations" / "calc-explanation.md"
     assert saved.read_text() == EXPLANATION + "\n", details
     assert f"beside the code calc-explanation.md {EXPLANATION}" in driver_log, details
+    # It streamed into that split before the run ended (agent/textDelta).
+    line = driver_log.split("streamed while running ", 1)[1].split("\n", 1)[0]
+    partial = line.replace("\\n", "\n")
+    assert line != "(nothing)" and EXPLANATION.startswith(partial), details
     # The code action list came from the server; progress showed up the way docs/neovim.md says.
     assert "Agent: Explain" in driver_log and "choosing Agent: Refactor" in driver_log, details
     assert "progress end Agent: Refactor Done" in driver_log, details

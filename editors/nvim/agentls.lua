@@ -1,5 +1,6 @@
 -- agentls for Neovim 0.7 and later: starts the language server, adds :AgentExplain,
--- :AgentRefactor, :AgentTests, :AgentCancel and :AgentStatus, and shows progress.
+-- :AgentRefactor, :AgentTests, :AgentCancel and :AgentStatus, shows progress, and streams
+-- an explanation into a split beside the code as the model writes it (agent/textDelta).
 --
 -- Install: put this file on 'runtimepath' as lua/agentls.lua (or add its folder to
 -- package.path), then in init.lua:
@@ -13,6 +14,8 @@ local M = {}
 
 local uv = vim.uv or vim.loop
 local has_011 = vim.fn.has("nvim-0.11") == 1
+-- Neovim's own window/showDocument handler (0.9+), used when nothing streamed.
+local builtin_show_document = vim.lsp.handlers["window/showDocument"]
 
 M.name = "agentls"
 
@@ -33,6 +36,12 @@ M.options = vim.deepcopy(M.defaults)
 
 -- Runs started by this module's commands: request id -> { kind, client_id, bufnr }.
 M.running = {}
+-- Explanations streaming into a split, by progress token: { bufnr, win, turn, source,
+-- done }. `M.streamed` lists them in the order they began.
+M.streams = {}
+M.streamed = {}
+-- Progress titles by token (from $/progress begin): which run a textDelta belongs to.
+local titles = {}
 -- The last finished run: { kind, err, result, cancelled }; `finished` counts them.
 M.last = nil
 M.finished = 0
@@ -145,9 +154,104 @@ local function apply_edit_handler(err, params, ctx, config)
   return result
 end
 
--- Neovim 0.7/0.8 have no window/showDocument handler; open the explanation in a split.
-local function show_document_handler(_, params)
+-- The split a streamed explanation grows in: opened beside the code at the first token,
+-- the cursor left where it was.
+local function open_stream(token, source)
+  local bufnr = vim.api.nvim_create_buf(false, true)
+  vim.bo[bufnr].filetype = "markdown"
+  vim.bo[bufnr].bufhidden = "wipe"
+  local win = vim.api.nvim_get_current_win()
+  vim.cmd("vsplit")
+  local split = vim.api.nvim_get_current_win()
+  vim.api.nvim_win_set_buf(split, bufnr)
+  vim.api.nvim_set_current_win(win)
+  local stream = { bufnr = bufnr, win = split, source = source, token = token }
+  M.streams[token] = stream
+  table.insert(M.streamed, stream)
+  return stream
+end
+
+-- Append text at the end of a buffer (the text may end mid-line and hold newlines).
+local function append(bufnr, text)
+  local count = vim.api.nvim_buf_line_count(bufnr)
+  local last = vim.api.nvim_buf_get_lines(bufnr, count - 1, count, false)[1] or ""
+  local lines = vim.split(last .. text, "\n", { plain = true })
+  vim.api.nvim_buf_set_lines(bufnr, count - 1, count, false, lines)
+end
+
+-- agent/textDelta: the model's text as it is written, keyed by the run's progress token.
+-- An explanation's answer grows in a split; a new turn starts it over (what came before
+-- was commentary ahead of a tool call). Thinking and other runs' text are not shown: a
+-- refactor's commentary is in its progress already.
+local function text_delta_handler(_, params, ctx)
+  if not params or params.kind ~= "answer" or params.delta == "" then
+    return
+  end
+  local key = tostring(ctx.client_id) .. ":" .. tostring(params.token)
+  if titles[key] ~= TITLES.explain then
+    return
+  end
+  local stream = M.streams[key]
+  if stream and stream.done then
+    return
+  end
+  if not stream or not vim.api.nvim_buf_is_valid(stream.bufnr) then
+    local source
+    for _, run in pairs(M.running) do
+      if run.kind == "explain" and run.client_id == ctx.client_id then
+        source = vim.api.nvim_buf_get_name(run.bufnr)
+      end
+    end
+    stream = open_stream(key, source)
+  end
+  if stream.turn ~= params.turn then
+    stream.turn = params.turn
+    vim.api.nvim_buf_set_lines(stream.bufnr, 0, -1, false, {})
+  end
+  append(stream.bufnr, params.delta)
+end
+
+-- Remember each run's progress title (the server's progress token names the run).
+local function progress_handler(err, result, ctx, config)
+  local value = result and result.value
+  if type(value) == "table" and value.kind == "begin" then
+    titles[tostring(ctx.client_id) .. ":" .. tostring(result.token)] = value.title
+  end
+  return vim.lsp.handlers["$/progress"](err, result, ctx, config)
+end
+
+-- The streamed explanation the server's showDocument of the saved file completes: the
+-- one named for the same file, else the oldest still open.
+local function live_stream(fname)
+  local name = vim.fn.fnamemodify(fname, ":t")
+  local found
+  for _, stream in ipairs(M.streamed) do
+    if not stream.done and vim.api.nvim_win_is_valid(stream.win) then
+      local stem = stream.source and vim.fn.fnamemodify(stream.source, ":t:r")
+      if stem and stem .. "-explanation.md" == name then
+        return stream
+      end
+      found = found or stream
+    end
+  end
+  return found
+end
+
+-- window/showDocument of the saved explanation: into the split it streamed in, else a new
+-- split (0.7/0.8 have no handler of their own; later versions use theirs).
+local function show_document_handler(err, params, ctx, config)
   local fname = vim.uri_to_fname(params.uri)
+  local stream = live_stream(fname)
+  if stream then
+    stream.done = true
+    vim.api.nvim_win_call(stream.win, function()
+      vim.cmd("edit " .. vim.fn.fnameescape(fname))
+    end)
+    return { success = true }
+  end
+  if builtin_show_document then
+    return builtin_show_document(err, params, ctx, config)
+  end
   local win = vim.api.nvim_get_current_win()
   vim.cmd("vsplit " .. vim.fn.fnameescape(fname))
   if not params.takeFocus then
@@ -164,12 +268,14 @@ end
 function M.client_config(opts)
   opts = vim.tbl_deep_extend("force", M.options, opts or {})
   local capabilities = vim.lsp.protocol.make_client_capabilities()
-  local handlers = { ["workspace/applyEdit"] = apply_edit_handler }
-  if not vim.lsp.handlers["window/showDocument"] then
-    capabilities.window = capabilities.window or {}
-    capabilities.window.showDocument = { support = true }
-    handlers["window/showDocument"] = show_document_handler
-  end
+  local handlers = {
+    ["workspace/applyEdit"] = apply_edit_handler,
+    ["window/showDocument"] = show_document_handler,
+    ["agent/textDelta"] = text_delta_handler,
+    ["$/progress"] = progress_handler,
+  }
+  capabilities.window = capabilities.window or {}
+  capabilities.window.showDocument = { support = true }
   return {
     name = M.name,
     cmd = opts.cmd,

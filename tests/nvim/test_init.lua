@@ -143,11 +143,20 @@ local function run()
   vim.cmd("wall")
   log("tests written")
 
-  -- 3. :AgentExplain opens the explanation beside the code; the cursor stays in calc.py.
+  -- 3. :AgentExplain streams the explanation into a split beside the code while the model
+  -- writes, then the saved file takes its place; the cursor stays in calc.py.
   vim.cmd("AgentExplain")
+  local partial
   wait(30000, function()
+    local stream = agentls.streamed[1]
+    if not partial and stream and agentls.finished < 2 and vim.api.nvim_buf_is_valid(stream.bufnr) then
+      local text = buffer_text(stream.bufnr)
+      partial = text ~= "" and text or nil
+    end
     return agentls.finished >= 2
   end, ":AgentExplain to finish")
+  -- One line in the log: newlines written as \n.
+  log("streamed while running", partial and (partial:gsub("\n", "\\n")) or "(nothing)")
   log("AgentExplain result", agentls.last)
   local shown = {}
   for _, win in ipairs(vim.api.nvim_list_wins()) do
