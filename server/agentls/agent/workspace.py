@@ -3,6 +3,11 @@
 Nothing here writes to disk. The text of a file is, in order of preference: the text the
 agent staged, the text it first saw (so the base of its edits never shifts under it),
 the editor's open buffer, the file on disk.
+
+Listing and searching the disk is :mod:`agentls.agent.search`'s job (ripgrep, or a Python
+walk); this module overlays the staged view on it. The ``a``-prefixed methods (``afind``,
+``agrep``, ``alist_dir``) run the blocking work in a worker thread, so the language server
+keeps answering while a large tree is searched.
 """
 
 from __future__ import annotations
@@ -16,8 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import pathspec
-
+from agentls.agent.offloop import run_off_loop
+from agentls.agent.ripgrep import find_ripgrep, is_binary
+from agentls.agent.search import ALWAYS_SKIP as ALWAYS_SKIP
+from agentls.agent.search import (
+    GREP_MAX_FILE_BYTES,
+    DiskTree,
+    IgnoreRules,
+    glob_regex,
+    ranked,
+    search_text,
+    walk_key,
+)
 from agentls.edits import FileChange, read_disk_text
 from agentls.secret_files import SecretFiles
 from agentls.settings import DEFAULT_SECRET_FILES
@@ -40,17 +55,16 @@ class Snapshot(Protocol):
     def version(self) -> int | None: ...
 
 
+# A provider may also have ``open_paths()``: the paths of every open buffer. Then grep asks it
+# only about those; without it, grep must ask about every file it searches (correct, slower).
 DocumentProvider = Callable[[Path], Snapshot | None]
-
-# Directories nobody wants searched, ignored or not.
-ALWAYS_SKIP = frozenset({".git", "node_modules", "__pycache__", ".venv"})
-
-# Bigger files are skipped by grep: they are generated or data, and would flood the model.
-GREP_MAX_FILE_BYTES = 2_000_000
 
 
 def _no_documents(_path: Path) -> Snapshot | None:
     return None
+
+
+_no_documents.open_paths = list  # type: ignore[attr-defined]  # none open: nothing to ask
 
 
 # Characters that read as '/', '\\' or '.' to a person or to a lenient decoder further down
@@ -110,92 +124,6 @@ class GrepResult:
     literal: bool = False
 
 
-def _is_binary(data: bytes) -> bool:
-    return b"\x00" in data[:8192]
-
-
-class _IgnoreRules:
-    """.gitignore files of the root and of nested directories, loaded lazily."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._specs: dict[Path, pathspec.GitIgnoreSpec | None] = {}
-
-    def _spec(self, directory: Path) -> pathspec.GitIgnoreSpec | None:
-        if directory not in self._specs:
-            spec = None
-            gitignore = directory / ".gitignore"
-            try:
-                lines = gitignore.read_text(encoding="utf-8", errors="replace").splitlines()
-                spec = pathspec.GitIgnoreSpec.from_lines(lines)
-            except OSError:
-                pass
-            self._specs[directory] = spec
-        return self._specs[directory]
-
-    def ignored(self, path: Path, is_dir: bool) -> bool:
-        """Whether ``path`` (inside root) is ignored; deeper .gitignore files win."""
-        if path.name in ALWAYS_SKIP and is_dir:
-            return True
-        rel = path.relative_to(self.root)
-        verdict: bool | None = None
-        directory = self.root
-        for depth in range(len(rel.parts)):
-            spec = self._spec(directory)
-            if spec is not None:
-                sub = Path(*rel.parts[depth:]).as_posix() + ("/" if is_dir else "")
-                include = spec.check_file(sub).include
-                if include is not None:
-                    verdict = include
-            directory = directory / rel.parts[depth]
-        return bool(verdict)
-
-
-def _class_end(pattern: str, start: int) -> int:
-    """Index of the ']' closing the character class at ``start``, or -1 (then '[' is literal)."""
-    j = start + 1
-    if j < len(pattern) and pattern[j] in "!^":
-        j += 1
-    if j < len(pattern) and pattern[j] == "]":
-        j += 1  # a ']' right after '[' or '[!' belongs to the class
-    return pattern.find("]", j)
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """Translate a glob where ``**`` crosses directories and ``*`` does not."""
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "[" and (end := _class_end(pattern, i)) != -1:
-            body = pattern[i + 1 : end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end + 1
-        elif c == "{" and "}" in pattern[i:]:
-            end = pattern.index("}", i)
-            options = pattern[i + 1 : end].split(",")
-            out.append("(?:" + "|".join(re.escape(o) for o in options) + ")")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
 class Workspace:
     """The files under ``root`` as the agent sees them, with its edits staged in memory."""
 
@@ -215,9 +143,11 @@ class Workspace:
         self.max_read_lines = max_read_lines
         self._staged: dict[Path, str] = {}
         self._originals: dict[Path, _Original] = {}
-        self._ignore = _IgnoreRules(self.root)
         # The same matcher decides what the sandbox's scratch copy leaves out.
         self._secrets = SecretFiles(secret_files)
+        # The disk's visible files, listed once per run (a Workspace lives for one run).
+        self._tree = DiskTree(self.root, self._real_root, self._secrets, find_ripgrep())
+        self._ignore: IgnoreRules = self._tree.ignore
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -298,7 +228,7 @@ class Workspace:
             data = path.read_bytes()
         except OSError as exc:
             raise ToolError(f"cannot read '{self.rel(path)}': {exc.strerror}") from exc
-        if _is_binary(data):
+        if is_binary(data):
             raise ToolError(f"'{self.rel(path)}' is a binary file; it cannot be read as text")
         return _Original(read_disk_text(path), None)
 
@@ -383,17 +313,11 @@ class Workspace:
 
     # -- listing and searching -------------------------------------------------------------
 
-    def _visible(self, path: Path, is_dir: bool) -> bool:
-        # Secret files are left out of listings and searches altogether: a name the model
-        # cannot open only tempts it into wasted turns, and grep must never show their lines.
-        if path.is_symlink() and not path.resolve().is_relative_to(self._real_root):
-            return False
-        return not (self._ignore.ignored(path, is_dir) or self.is_secret(path))
-
     def list_dir(self, path: str | Path = ".") -> list[str]:
         """Names in a directory, sorted, directories with a trailing '/'.
 
-        Ignored entries are left out; staged new files are included.
+        Ignored and secret entries, and links leaving the root, are left out (a name the model
+        cannot open only tempts it into wasted turns); staged new files are included.
         """
         full = self.resolve(path)
         if not self.is_dir(full):
@@ -403,47 +327,41 @@ class Workspace:
         entries: dict[str, bool] = {}
         if full.is_dir():
             try:
-                children = list(full.iterdir())
+                entries = self._tree.entries(full)
             except OSError as exc:
                 raise ToolError(f"cannot list '{self.rel(full)}': {exc.strerror}") from exc
-            for child in children:
-                is_dir = child.is_dir() and not child.is_symlink()
-                if self._visible(child, is_dir):
-                    entries[child.name] = is_dir
         for staged in self._staged:
             if staged.is_relative_to(full) and staged != full:
                 first = staged.relative_to(full).parts[0]
                 entries.setdefault(first, len(staged.relative_to(full).parts) > 1)
         return sorted(name + "/" if is_dir else name for name, is_dir in entries.items())
 
-    def _walk(self, start: Path) -> Iterator[Path]:
-        """Visible files under ``start`` (not following directory symlinks), then staged ones."""
-        seen: set[Path] = set()
+    def _view_files(self, start: Path) -> tuple[list[str], list[str], bool]:
+        """The files under ``start`` in the staged view, as relative paths: those on disk (any
+        order; ``walk_key`` sorts them), then staged files not among them, in order; and
+        whether the disk ones may be searched with ripgrep."""
+        if type(self)._walk is not Workspace._walk:
+            # A subclass narrowed the walk (a file worked on alone): its word is final.
+            return [self.rel(p) for p in self._walk(start)], [], False
         if start.is_file():
-            seen.add(start)
-            yield start
-        elif start.is_dir():
-            stack = [start]
-            while stack:
-                directory = stack.pop()
-                try:
-                    children = sorted(directory.iterdir())
-                except OSError:
-                    continue
-                subdirs: list[Path] = []
-                for child in children:
-                    is_dir = child.is_dir() and not child.is_symlink()
-                    if not self._visible(child, is_dir):
-                        continue
-                    if is_dir:
-                        subdirs.append(child)
-                    elif child.is_file():
-                        seen.add(child)
-                        yield child
-                stack.extend(reversed(subdirs))
-        for staged in sorted(self._staged):
-            if staged not in seen and (staged == start or staged.is_relative_to(start)):
-                yield staged
+            return [self.rel(start)], [], False
+        disk = self._tree.files(start) if start.is_dir() else []
+        on_disk = set(disk)
+        extra = [
+            self.rel(p)
+            for p in sorted(self._staged)
+            if (p == start or p.is_relative_to(start)) and self.rel(p) not in on_disk
+        ]
+        return disk, extra, True
+
+    def _walk(self, start: Path) -> Iterator[Path]:
+        """Visible files under ``start`` (not following directory links), then staged ones.
+
+        The hook a narrower view overrides (see ``agentls.tasks.single_file``).
+        """
+        disk, extra, _ = self._view_files(start)
+        for rel in [*sorted(disk, key=walk_key), *extra]:
+            yield self.root / rel
 
     def find(self, pattern: str) -> list[str]:
         """Files (relative paths, sorted) matching a glob.
@@ -453,20 +371,19 @@ class Workspace:
         pattern = pattern.strip().removeprefix("./").lstrip("/")
         if not pattern:
             raise ToolError("pattern is empty; try e.g. '*.py' or 'src/**/*.ts'")
-        regex = _glob_regex(pattern)
-        by_name = "/" not in pattern
-        found: list[str] = []
-        for path in self._walk(self.root):
-            rel = self.rel(path)
-            if regex.match(path.name if by_name else rel):
-                found.append(rel)
-        return sorted(found)
+        regex = glob_regex(pattern)
+        disk, extra, _ = self._view_files(self.root)
+        whole = "/" in pattern  # else the file name is matched
+        return sorted(
+            {rel for rel in (*disk, *extra) if regex.match(rel if whole else rel.split("/")[-1])}
+        )
 
     def grep(self, pattern: str, path: str | Path | None = None) -> GrepResult:
         """Lines matching a Python regex (searched literally when the regex is invalid).
 
-        Searches the staged view, so unsaved buffers and staged edits are included;
-        binary and very large files are skipped.
+        Searches the staged view, so unsaved buffers and staged edits are included; binary
+        and very large files are skipped. ripgrep searches the disk; the texts of the staged
+        view that differ from it are searched here.
         """
         literal = False
         try:
@@ -477,17 +394,66 @@ class Workspace:
         start = self.resolve(path if path is not None else ".")
         if not self.exists(start):
             raise ToolError(f"'{self.rel(start)}' not found")
-        matches: list[GrepMatch] = []
-        for file in self._walk(start):
-            text = self._searchable_text(file)
-            if text is None:
-                continue
-            rel = self.rel(file)
-            for number, line in enumerate(text.split("\n"), start=1):
-                line = line.rstrip("\r")
-                if regex.search(line):
-                    matches.append(GrepMatch(rel, number, line))
-        return GrepResult(matches, literal)
+        base_walk = type(self)._walk is Workspace._walk
+        # ripgrep searches while the tree is listed (both are needed; they overlap).
+        run = (
+            self._tree.search_start(pattern, literal, start)
+            if base_walk and start.is_dir()
+            else None
+        )
+        try:
+            disk, extra, searchable = self._view_files(start)
+            overlaid = self._overlaid(disk, extra)
+        except BaseException:
+            if run is not None:
+                run.kill()
+            raise
+        found: dict[str, list[tuple[int, str]]] = {}
+        python = [*overlaid, *self._tree.links.intersection(disk)]
+        if searchable:
+            wanted = set(disk).difference(python)
+            found, unsettled = self._tree.search_finish(run, regex, wanted)
+            python += unsettled
+        else:
+            python += [rel for rel in disk if rel not in overlaid]
+        for rel in python:
+            text = self._searchable_text(self.root / rel)
+            if text is not None and (hits := search_text(regex, text)):
+                found[rel] = hits
+        lines = [GrepMatch(rel, n, text) for rel in ranked(found, extra) for n, text in found[rel]]
+        return GrepResult(lines, literal)
+
+    def _overlaid(self, disk: list[str], extra: list[str]) -> set[str]:
+        """Which of these files' text in the staged view may differ from the disk: staged,
+        already read (the base stays fixed), or open in the editor."""
+        candidates = set(disk)
+        candidates.update(extra)
+        known = {self.rel(p) for p in (*self._staged, *self._originals) if self._inside(p)}
+        result = known & candidates
+        open_paths = self._open_paths()
+        if open_paths is None:
+            asked = (rel for rel in disk if rel not in result)  # the provider cannot list
+        else:
+            asked = (rel for rel in open_paths if rel in candidates and rel not in result)
+        result.update(rel for rel in asked if self.documents(self.root / rel) is not None)
+        return result
+
+    def _open_paths(self) -> list[str] | None:
+        """Relative paths of the editor's open buffers, when the provider can list them."""
+        lister = getattr(self.documents, "open_paths", None)
+        if not callable(lister):
+            return None
+        rels: list[str] = []
+        for raw in lister():
+            path = Path(os.path.normpath(raw))
+            if self._inside(path):
+                rels.append(self.rel(path))
+            elif (real := Path(os.path.realpath(path))).is_relative_to(self._real_root):
+                rels.append(real.relative_to(self._real_root).as_posix())
+        return rels
+
+    def _inside(self, path: Path) -> bool:
+        return path != self.root and path.is_relative_to(self.root)
 
     def _searchable_text(self, path: Path) -> str | None:
         on_disk_only = (
@@ -505,3 +471,17 @@ class Workspace:
             return self._current(path, remember=False)
         except ToolError:
             return None  # binary or unreadable: not worth mentioning in search results
+
+    # -- off the event loop ------------------------------------------------------------------
+
+    async def afind(self, pattern: str) -> list[str]:
+        """:meth:`find` in a worker thread (stopped if the caller is cancelled)."""
+        return await run_off_loop(self.find, pattern)
+
+    async def agrep(self, pattern: str, path: str | Path | None = None) -> GrepResult:
+        """:meth:`grep` in a worker thread (stopped if the caller is cancelled)."""
+        return await run_off_loop(self.grep, pattern, path)
+
+    async def alist_dir(self, path: str | Path = ".") -> list[str]:
+        """:meth:`list_dir` in a worker thread."""
+        return await run_off_loop(self.list_dir, path)

@@ -16,7 +16,7 @@ class FindArgs(Args):
 
 async def find(ws: Workspace, args: FindArgs) -> ToolResult:
     """Matching files, sorted, capped at ``FIND_MAX_FILES``."""
-    files = ws.find(args.pattern)
+    files = await ws.afind(args.pattern)  # off the event loop: a big tree takes a while
     if not files:
         return ToolResult(f"No files match '{args.pattern}'.")
     out = "\n".join(files[:FIND_MAX_FILES])

@@ -18,7 +18,7 @@ class GrepArgs(Args):
 
 async def grep(ws: Workspace, args: GrepArgs) -> ToolResult:
     """Matching lines, capped at ``GREP_MAX_MATCHES`` with the total."""
-    result = ws.grep(args.pattern, args.path)
+    result = await ws.agrep(args.pattern, args.path)  # off the event loop
     total = len(result.matches)
     lines: list[str] = []
     if result.literal:

@@ -17,7 +17,7 @@ class LsArgs(Args):
 async def ls(ws: Workspace, args: LsArgs) -> ToolResult:
     """The entries of a directory, directories with a trailing '/'."""
     full = ws.resolve(args.path or ".")
-    entries = ws.list_dir(full)
+    entries = await ws.alist_dir(full)  # off the event loop
     if not entries:
         return ToolResult(f"({ws.rel(full)} is empty)")
     out = "\n".join(entries[:LS_MAX_ENTRIES])
