@@ -19,6 +19,7 @@ from pathlib import PurePosixPath
 from typing import Protocol
 
 from agentls.agent.bash_tool import BashSession, BashTool, sandbox_config
+from agentls.agent.offloop import run_off_loop
 from agentls.agent.workspace import ToolError, Workspace
 from agentls.sandbox import CommandRefused, CommandResult, check_command
 from agentls.settings import Settings
@@ -83,6 +84,7 @@ def _has_python_tests(ws: Workspace) -> bool:
         text = _read(ws, name)
         if text is not None and marker in text:
             return True
+    # The workspace lists the tree once per run (ripgrep), so these are filters, not walks.
     return bool(ws.find("test_*.py") or ws.find("*_test.py"))
 
 
@@ -292,7 +294,9 @@ class Verifier:
             return self._skip(state, "verification is off (agent.testCommand is empty)")
         if self.runner is None:
             return self._skip(state, self.unavailable or "tests cannot run here")
-        command = self._command()
+        # Detection may list the whole tree (once per run): a worker thread's job, so the
+        # server keeps answering meanwhile.
+        command = await run_off_loop(self._command)
         if command is None:
             return self._skip(state, "no tests found")
         self.attempts += 1
