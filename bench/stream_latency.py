@@ -408,6 +408,7 @@ def _row(r: dict[str, Any]) -> str:
 
 def render(rows: list[dict[str, Any]]) -> str:
     """The Markdown report."""
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
         f"# Streaming latency, {date.today().isoformat()}",
         "",
@@ -415,7 +416,9 @@ def render(rows: list[dict[str, Any]]) -> str:
         "from the language server's stdout (same CLOCK_MONOTONIC). Tokens/s: tokens over the "
         "time from the first token to the `agent/explain` result; 'not streaming' is a client "
         "without a progress token, so no deltas are sent. "
-        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs (shared).",
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs shared with other work "
+        f"(load average {load} over 1/5/15 minutes when the run ended): the tail is "
+        "scheduling on a busy machine.",
         "",
         HEADER,
         *(_row(r) for r in rows),

@@ -62,6 +62,9 @@ class LspProgress(EventProgress):
         self.token = token
         self._percentage = 0
         self._ended = False
+        # Deltas not yet written: those of one network read go out as one notification.
+        self._pending: list[TextDeltaParams] = []
+        self._flush_scheduled = False
         self._last_sent = 0.0
 
     @classmethod
@@ -104,25 +107,44 @@ class LspProgress(EventProgress):
         """Stream text deltas to the client; everything else becomes progress lines."""
         if isinstance(event, ev.TextDelta | ev.ThinkingDelta):
             self.send_delta(event)
-        elif isinstance(event, ev.TurnStarted) or (
-            isinstance(event, ev.ToolResult) and event.edits
-        ):
+            return
+        if not isinstance(event, ev.Generating):
+            # Deltas go before what follows them: the next turn, a tool call, the result.
+            self.flush()
+        if isinstance(event, ev.TurnStarted) or (isinstance(event, ev.ToolResult) and event.edits):
             # A new turn and a staged edit are worth seeing; never throttle them away.
             self._last_sent = 0.0
         super().on_event(event)
 
     def send_delta(self, event: ev.TextDelta | ev.ThinkingDelta) -> None:
-        """One ``agent/textDelta`` notification, written at once (no batching: the delay from
-        the model's token to the editor is what streaming is for)."""
+        """Queue an ``agent/textDelta``, written as soon as the model's stream waits for the
+        network again: a token that arrives alone goes out alone, at once, and the tokens of
+        one network read (a fast model) share a notification instead of costing one each."""
         if self.token is None or self._ended or not event.text:
             return
-        params: TextDeltaParams = {
-            "token": self.token,
-            "turn": event.turn,
-            "kind": "answer" if isinstance(event, ev.TextDelta) else "thinking",
-            "delta": event.text,
-        }
-        self._ls.protocol.notify(TEXT_DELTA, params)
+        kind: Literal["answer", "thinking"] = (
+            "answer" if isinstance(event, ev.TextDelta) else "thinking"
+        )
+        last = self._pending[-1] if self._pending else None
+        if last is not None and last["turn"] == event.turn and last["kind"] == kind:
+            last["delta"] += event.text
+        else:
+            self._pending.append(
+                {"token": self.token, "turn": event.turn, "kind": kind, "delta": event.text}
+            )
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no event loop (a direct caller): write now
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the queued deltas."""
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        for params in pending:
+            self._ls.protocol.notify(TEXT_DELTA, params)
 
     def report(self, message: str, percentage: int | None = None) -> None:
         """Report a step; percentages are kept monotonic as the protocol asks.
@@ -164,6 +186,7 @@ class LspProgress(EventProgress):
         """End the progress (idempotent) and forget the token so the client may reuse it."""
         if self.token is None or self._ended:
             return
+        self.flush()
         self._ended = True
         try:
             self._ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
