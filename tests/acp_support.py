@@ -60,6 +60,7 @@ class EditorClient:
         # "apply", "apply-always", "reject" (option ids), or "cancelled" (the outcome)
         self.permission = permission
         self.release_permission: asyncio.Event | None = None  # set: hold the answer until set
+        self.before_answer: Callable[[], None] | None = None  # e.g. the user types meanwhile
         self._changed = asyncio.Event()
 
     def _note(self) -> None:
@@ -82,6 +83,8 @@ class EditorClient:
         self._note()
         if self.release_permission is not None:
             await self.release_permission.wait()
+        if self.before_answer is not None:
+            self.before_answer()
         if self.permission == "cancelled":
             return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
         return RequestPermissionResponse(

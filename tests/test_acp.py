@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from acp.schema import (
     AgentMessageChunk,
+    AgentThoughtChunk,
     AvailableCommandsUpdate,
     ToolCallProgress,
     ToolCallStart,
@@ -130,6 +131,18 @@ async def test_explain_streams_the_answer_in_chunks(
         assert 0 < usage.used <= usage.size
 
 
+async def test_thinking_streams_as_thought_chunks(
+    project: Path, tmp_path: Path, model: ScriptedModelServer
+) -> None:
+    model.script([Reply(content="<think>The loop could be sum().</think>It sums the items.")])
+    async with running_agent(project, tmp_path, env_for(model, "ollama")) as agent:
+        await agent.prompt("/explain ", file_link(project / "stats.py"))
+        thought = "".join(u.content.text for u in agent.client.of(AgentThoughtChunk))
+        said = agent.client.text()
+    assert "could be sum()" in thought
+    assert said.strip() == "It sums the items." and "think" not in said
+
+
 async def test_explain_of_a_selection_sends_its_lines(
     project: Path, tmp_path: Path, model: ScriptedModelServer
 ) -> None:
@@ -214,6 +227,31 @@ async def test_a_rejected_permission_changes_nothing(
     assert [u.status for u in client.of(ToolCallProgress) if u.tool_call_id == edit_call] == [
         "failed"
     ]
+
+
+async def test_typing_while_the_agent_works_is_kept_and_a_clash_writes_nothing(
+    project: Path, tmp_path: Path, model: ScriptedModelServer
+) -> None:
+    client = EditorClient()
+    app = project / "app.py"
+    # The user adds a line at the end of app.py while the agent waits for consent.
+    client.before_answer = lambda: client.buffers.__setitem__(app, APP + "print('typed')\n")
+    model.script(split_script())
+    async with running_agent(project, tmp_path, env_for(model, "ollama"), client=client) as agent:
+        await agent.prompt("/refactor ", file_link(project / "stats.py"), " split it")
+        merged = dict(client.writes)[app]
+        assert merged.startswith("from averages import mean") and "print('typed')" in merged
+
+        # Now the user rewrites the very line the agent changes: nothing is written at all.
+        client.writes.clear()
+        client.buffers.clear()
+        client.before_answer = lambda: client.buffers.__setitem__(
+            app, APP.replace("from stats import mean", "from stats import mean as average")
+        )
+        model.script(split_script())
+        await agent.prompt("/refactor ", file_link(project / "stats.py"), " split it again")
+        assert client.writes == []
+        assert "Not applied" in client.text() and "app.py" in client.text()
 
 
 async def test_without_fs_capabilities_consent_writes_the_disk(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import threading
@@ -26,7 +27,7 @@ from acp.interfaces import Client
 from acp.schema import ClientCapabilities
 
 from agentls.edits import EditConflict, FileChange, disk_text, rebase, write_changes
-from agentls.tasks.base import DocumentProvider, DocumentSnapshot
+from agentls.tasks.base import DocumentSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -64,30 +65,14 @@ class ClientFiles:
         path = Path(os.path.normpath(path))
         return path.is_relative_to(self.root) and path.resolve().is_relative_to(self._real_root)
 
-    # -- the staged view's document provider (called on the engine thread) ---------------------
+    # -- the staged view's document provider (called off the connection's loop) ---------------
 
-    def provider(self, buffers: Mapping[Path, str], cancelled: threading.Event) -> DocumentProvider:
-        """The document provider of one run: the texts the prompt embedded, else the client's
-        buffer of each file (asked once per run), else None (the workspace reads the disk).
+    def provider(self, buffers: Mapping[Path, str], cancelled: threading.Event) -> RunDocuments:
+        """The document provider of one run (see :class:`RunDocuments`)."""
+        return RunDocuments(self, buffers, cancelled)
 
-        It is called synchronously by the staged view on the engine thread, and blocks there
-        on the client's answer (at most :data:`CLIENT_READ_TIMEOUT`, or until ``cancelled``).
-        """
-        cache: dict[Path, DocumentSnapshot | None] = {}
-        given = {Path(os.path.normpath(p)): text for p, text in buffers.items()}
-
-        def documents(path: Path) -> DocumentSnapshot | None:
-            path = Path(os.path.normpath(path))
-            if path not in cache:
-                text = given.get(path)
-                if text is None and self._worth_asking(path):
-                    text = self._ask_client(path, cancelled)
-                cache[path] = DocumentSnapshot(text, None) if text is not None else None
-            return cache[path]
-
-        return documents
-
-    def _worth_asking(self, path: Path) -> bool:
+    def worth_asking(self, path: Path) -> bool:
+        """Whether the client may hold a buffer of ``path`` worth a round trip."""
         # Only files that exist: a path the model guesses costs no round trip, and a client
         # has no buffer for a file that is not there (an unsaved new buffer has no path).
         if not (self.can_read and self.inside(path)):
@@ -97,7 +82,14 @@ class ClientFiles:
         except OSError:
             return False
 
-    def _ask_client(self, path: Path, cancelled: threading.Event) -> str | None:
+    def ask_client(self, path: Path, cancelled: threading.Event) -> str | None:
+        """The client's text of ``path`` (blocking: call off the connection's loop), or None
+        when it has none, fails, or takes too long (the disk is then the answer)."""
+        with contextlib.suppress(RuntimeError):  # no loop running in this thread: good
+            if asyncio.get_running_loop() is self.loop:
+                # Waiting here would block the very loop that must deliver the answer.
+                log.warning("buffer of %s asked on the connection's loop; reading the disk", path)
+                return None
         future = asyncio.run_coroutine_threadsafe(self._read_request(path), self.loop)
         deadline = time.monotonic() + CLIENT_READ_TIMEOUT
         while True:
@@ -171,3 +163,47 @@ class ClientFiles:
             )
             written.append(change.path)
         return written
+
+
+class RunDocuments:
+    """The staged view's document provider for one run: the texts the prompt embedded, else
+    the client's buffer of each file (asked once per run), else None (the workspace reads the
+    disk). Called synchronously off the connection's loop (the engine thread, or a search's
+    worker thread); it blocks there on the client's answer, at most
+    :data:`CLIENT_READ_TIMEOUT` or until the run is ``cancelled``.
+
+    ``open_paths`` names the buffers known to differ from the disk (embedded, or read from the
+    client and found unsaved), so a search asks the client about those and reads everything
+    else from the disk: some clients open a buffer for every file they are asked about.
+    """
+
+    def __init__(
+        self, files: ClientFiles, buffers: Mapping[Path, str], cancelled: threading.Event
+    ) -> None:
+        self.files = files
+        self.cancelled = cancelled
+        self._given = {Path(os.path.normpath(p)): text for p, text in buffers.items()}
+        self._cache: dict[Path, DocumentSnapshot | None] = {}
+        self._dirty: set[Path] = set(self._given)
+        self._lock = threading.Lock()  # searches may ask from worker threads
+
+    def __call__(self, path: Path) -> DocumentSnapshot | None:
+        path = Path(os.path.normpath(path))
+        with self._lock:
+            if path in self._cache:
+                return self._cache[path]
+        text = self._given.get(path)
+        if text is None and self.files.worth_asking(path):
+            text = self.files.ask_client(path, self.cancelled)
+            if text is not None and text != disk_text(path):
+                with self._lock:
+                    self._dirty.add(path)
+        snapshot = DocumentSnapshot(text, None) if text is not None else None
+        with self._lock:
+            self._cache[path] = snapshot
+        return snapshot
+
+    def open_paths(self) -> list[Path]:
+        """The buffers known to hold text the disk does not."""
+        with self._lock:
+            return sorted(self._dirty)

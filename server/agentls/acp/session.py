@@ -183,6 +183,18 @@ class Session:
             self._work.cancel()
 
     async def _run(self, blocks: Sequence[ContentBlock], updates: SessionUpdates) -> PromptResponse:
+        try:
+            return await self._answer(blocks, updates)
+        except (BackendError, TaskError) as exc:
+            updates.message(failure_text(exc))
+        except Exception as exc:  # a bug must end the prompt, not the agent
+            log.exception("the prompt failed")
+            updates.message(failure_text(exc))
+        return PromptResponse(stop_reason="end_turn")
+
+    async def _answer(
+        self, blocks: Sequence[ContentBlock], updates: SessionUpdates
+    ) -> PromptResponse:
         request = parse_prompt(blocks, self.root)
         if request.refused:
             updates.message("Left out: " + "; ".join(request.refused) + ".\n\n")
@@ -200,15 +212,7 @@ class Session:
             log=log.info,
             history=list(self.history),
         )
-        try:
-            result = await self.engine.run(lambda: spec.execute(ctx, req))
-        except (BackendError, TaskError) as exc:
-            updates.message(failure_text(exc))
-            return PromptResponse(stop_reason="end_turn")
-        except Exception as exc:  # a bug must end the prompt, not the agent
-            log.exception("%s failed", spec.name)
-            updates.message(failure_text(exc))
-            return PromptResponse(stop_reason="end_turn")
+        result = await self.engine.run(lambda: spec.execute(ctx, req))
         if isinstance(result, ExplainResult):
             updates.answer(result.markdown)
             outcome = ""
