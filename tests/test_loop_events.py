@@ -220,3 +220,24 @@ def test_plain_sinks_get_lines_through_the_adapter() -> None:
         "turn 1/4 · reading a.py · 20 tok/s · context 25%",
         "warning: careful",
     ]
+
+
+async def test_the_answer_after_the_turn_cap_streams_as_a_call_of_its_own(
+    scripted_model: ScriptedModelServer, project: Path
+) -> None:
+    scripted_model.script(
+        [
+            Reply(content="Reading.", tool_calls=[{"name": "read", "arguments": {"path": "a"}}]),
+            Reply(content="Again.", tool_calls=[{"name": "ls", "arguments": {}}]),
+            Reply(content="Final words."),
+        ]
+    )
+    sink = Sink()
+    ctx = make_ctx(scripted_model, project, sink, max_turns=2, test_command="")
+    result = await run_refactor(ctx, TaskRequest(project / "stats.py"))
+    await ctx.backend.aclose()
+    texts: dict[int, str] = {}
+    for delta in sink.of(ev.TextDelta):
+        texts[delta.turn] = texts.get(delta.turn, "") + delta.text
+    assert texts == {1: "Reading.", 2: "Again.", 3: "Final words."}
+    assert "Final words." in result.summary

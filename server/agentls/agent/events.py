@@ -34,8 +34,8 @@ class TurnStarted:
 @dataclass(frozen=True)
 class Generating:
     """The model streamed another chunk (text, thinking or a tool call): for "N tokens" and
-    speed. ``tokens`` counts the chunks of this call so far, ``elapsed`` is seconds since the
-    call was sent."""
+    speed. ``turn`` numbers the model call as in ``TextDelta``; ``tokens`` counts the chunks of
+    this call so far, ``elapsed`` is seconds since the call was sent."""
 
     turn: int
     tokens: int
@@ -47,7 +47,8 @@ class TextDelta:
     """Visible text the model wrote, as it streams: an explanation, or the commentary before
     a tool call. Thinking and tool-call markup are left out as far as they can be recognised
     incrementally; the final answer (``Finished.text``) is cleaned again as a whole and is the
-    word that counts. A new ``turn`` starts a new text: what an earlier turn wrote was
+    word that counts. ``turn`` numbers the model call (the answer asked for after the turn
+    cap has a number of its own); a new one starts a new text: what an earlier call wrote was
     commentary before a tool call."""
 
     turn: int

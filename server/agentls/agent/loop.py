@@ -139,6 +139,9 @@ class AgentLoop:
         self.messages: list[Message] = []
         self.warnings: list[str] = []
         self.turn = 0
+        # Model calls made: what streamed text is numbered by (the final answer after the
+        # cap is a call of its own, though not a turn).
+        self.model_calls = 0
         self.limit = settings.max_turns
         self.repairs = 0
         self.repeat_turns = 0  # consecutive turns whose every call repeated an earlier one
@@ -243,8 +246,9 @@ class AgentLoop:
         self, *, free: bool = False, final: bool = False
     ) -> tuple[ChatResponse, list[ToolCall]]:
         """Send the history, stream the reply as events, account for its tokens."""
+        self.model_calls += 1
         response, calls = await self.caller.call(
-            self.messages, self.sink, self.turn, free=free, final=final
+            self.messages, self.sink, self.model_calls, free=free, final=final
         )
         await self.learn_window()
         self.account(response)
