@@ -157,6 +157,14 @@ end
 -- The split a streamed explanation grows in: opened beside the code at the first token,
 -- the cursor left where it was.
 local function open_stream(token, source)
+  -- Forget finished streams (their split now shows the saved file, or was closed).
+  for i = #M.streamed, 1, -1 do
+    local old = M.streamed[i]
+    if old.done or not vim.api.nvim_buf_is_valid(old.bufnr) then
+      M.streams[old.token] = nil
+      table.remove(M.streamed, i)
+    end
+  end
   local bufnr = vim.api.nvim_create_buf(false, true)
   vim.bo[bufnr].filetype = "markdown"
   vim.bo[bufnr].bufhidden = "wipe"
@@ -214,8 +222,11 @@ end
 -- Remember each run's progress title (the server's progress token names the run).
 local function progress_handler(err, result, ctx, config)
   local value = result and result.value
+  local key = tostring(ctx.client_id) .. ":" .. tostring(result and result.token)
   if type(value) == "table" and value.kind == "begin" then
-    titles[tostring(ctx.client_id) .. ":" .. tostring(result.token)] = value.title
+    titles[key] = value.title
+  elseif type(value) == "table" and value.kind == "end" then
+    titles[key] = nil -- the server sends a run's deltas before its progress ends
   end
   return vim.lsp.handlers["$/progress"](err, result, ctx, config)
 end
