@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,25 @@ async def test_typing_while_the_agent_works_is_kept_and_a_clash_writes_nothing(
         assert "Not applied" in client.text() and "app.py" in client.text()
 
 
+async def test_always_apply_stops_asking_for_the_session(
+    project: Path, tmp_path: Path, model: ScriptedModelServer
+) -> None:
+    client = EditorClient(permission="apply-always")
+    async with running_agent(project, tmp_path, env_for(model, "ollama"), client=client) as agent:
+        model.script(split_script())
+        await agent.prompt("/refactor ", file_link(project / "stats.py"), " split it")
+        model.script(
+            [
+                call("edit", path="app.py", old_text="print(", new_text="print('mean:', "),
+                call("finish", summary="Labelled the output."),
+            ]
+        )
+        await agent.prompt("label the printed mean")
+    assert len(client.asked) == 1  # the second edit was applied without asking again
+    assert client.buffers[project / "app.py"].endswith("print('mean:', mean([1, 2]))\n")
+    assert client.text().count("Applied through the editor") == 2
+
+
 async def test_without_fs_capabilities_consent_writes_the_disk(
     project: Path, tmp_path: Path, model: ScriptedModelServer
 ) -> None:
@@ -436,6 +456,19 @@ async def test_a_context_overflow_says_what_to_change(project: Path, tmp_path: P
     assert response.stop_reason == "end_turn"
     assert "agentls could not finish" in text
     assert "contextLength" in text or "-c " in text
+
+
+async def test_a_stop_signal_ends_the_agent_with_128_plus_the_signal(
+    project: Path, tmp_path: Path, model: ScriptedModelServer
+) -> None:
+    model.script([Reply(content="never finished " * 50, chunk_size=4, hang=True)])
+    async with running_agent(project, tmp_path, env_for(model, "ollama")) as agent:
+        prompt = asyncio.ensure_future(agent.prompt("/explain ", file_link(project / "stats.py")))
+        await agent.client.wait_for(lambda: bool(agent.client.chunks()))
+        agent.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(agent.process.wait(), 30) == 128 + signal.SIGTERM
+        prompt.cancel()
+    assert await asyncio.to_thread(model.wait_for_disconnect, 10)
 
 
 async def test_a_slash_command_without_a_file_says_how(

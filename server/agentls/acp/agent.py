@@ -6,6 +6,7 @@ The agent holds the sessions; each session does the work (:mod:`agentls.acp.sess
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -60,6 +61,7 @@ class AgentlsAgent:
         self.conn: Client | None = None
         self.capabilities: ClientCapabilities | None = None
         self.sessions: dict[str, Session] = {}
+        self._background: set[asyncio.Task[None]] = set()  # kept: the loop holds tasks weakly
 
     def on_connect(self, conn: Client) -> None:
         """The SDK hands over the client side of the connection."""
@@ -106,12 +108,13 @@ class AgentlsAgent:
         await session.start()
         self.sessions[session.id] = session
         # After the response (the client must know the session first): the slash commands.
-        conn = self.conn
-        session.loop.create_task(
-            conn.session_update(
+        task = session.loop.create_task(
+            self.conn.session_update(
                 session_id=session.id, update=update_available_commands(available_commands())
             )
         )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
         return NewSessionResponse(session_id=session.id, config_options=session.config_options())
 
     def _session(self, session_id: str) -> Session:

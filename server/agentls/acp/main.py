@@ -72,6 +72,8 @@ def run_acp(args: argparse.Namespace) -> int:
                 received.extend(signals)
 
     try:
-        return asyncio.run(run())
+        code = asyncio.run(run())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        return 128 + received[0] if received else 130
+        code = 130
+    # The SDK ends its read loop quietly when cancelled, so a stop signal may return normally.
+    return 128 + received[0] if received else code

@@ -95,7 +95,6 @@ class SessionUpdates:
         self.call_prefix = call_prefix  # tool call ids are per session: prefixed per prompt
         self.context_length = context_length
         self.warnings: list[str] = []
-        self.stop_reason = "finished"
         self._turn_text = ""  # visible text of the newest turn (the answer, when it is prose)
         self._sent_text = False
         self._open: dict[str, str] = {}  # loop call id -> ACP tool call id, not yet finished
@@ -184,8 +183,6 @@ class SessionUpdates:
             self._usage(event)
         elif isinstance(event, ev.Warning):
             self._warning(event.message)
-        elif isinstance(event, ev.Finished):
-            self.stop_reason = event.stop_reason
 
     def _tool_started(self, event: ev.ToolCallStarted) -> None:
         if event.name == "finish":
