@@ -369,6 +369,18 @@ def ranked(found: Matches, extra: list[str]) -> list[str]:
     return disk + sorted((rel for rel in found if rel in late), key=late.__getitem__)
 
 
+def searchable_disk_text(path: Path) -> str | None:
+    """A file's text on disk for grep (decoded as ``edits.read_disk_text`` does); None when it
+    is too big, binary or unreadable."""
+    try:
+        if path.stat().st_size > GREP_MAX_FILE_BYTES:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return None if ripgrep.is_binary(data) else data.decode("utf-8-sig", errors="replace")
+
+
 def search_text(regex: re.Pattern[str], text: str) -> list[tuple[int, str]]:
     """Matching lines of ``text``: 1-based numbers, lines without their '\\r', and no phantom
     line after a final newline (ripgrep and ``read`` count lines so too)."""

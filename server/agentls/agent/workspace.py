@@ -31,6 +31,7 @@ from agentls.agent.search import (
     glob_regex,
     ranked,
     search_text,
+    searchable_disk_text,
     walk_key,
 )
 from agentls.edits import FileChange, read_disk_text
@@ -417,7 +418,9 @@ class Workspace:
         else:
             python += [rel for rel in disk if rel not in overlaid]
         for rel in python:
-            text = self._searchable_text(self.root / rel)
+            # Files not overlaid are known to be the disk's: no need to ask the editor again.
+            path = self.root / rel
+            text = self._searchable_text(path) if rel in overlaid else searchable_disk_text(path)
             if text is not None and (hits := search_text(regex, text)):
                 found[rel] = hits
         lines = [GrepMatch(rel, n, text) for rel in ranked(found, extra) for n, text in found[rel]]

@@ -1,0 +1,109 @@
+"""A long search does not freeze the language server: while the model's grep runs over a
+20,000-file tree, `agent/status` is answered and `$/cancelRequest` ends the run (issue 13).
+
+The server runs with ``AGENTLS_RIPGREP=off``, so the grep is the pure-Python walk and takes
+long enough to watch (seconds); ripgrep's path runs in the same worker thread. Bounds are
+relative to the grep's own duration, never absolute: a busy machine slows both alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcRequestCancelled
+
+from lsp_support import agent_client, call, options
+from scripted_model import Reply, ScriptedModelServer
+
+FILES = 20_000
+CALC = "def total(items):\n    return sum(items)\n"
+
+
+def big_tree(root: Path) -> None:
+    """20,000 small files in 400 folders; every 200th holds the needle."""
+    root.mkdir()
+    (root / "calc.py").write_text(CALC)
+    for d in range(FILES // 50):
+        folder = root / f"pkg{d:03d}"
+        folder.mkdir()
+        for i in range(50):
+            n = d * 50 + i
+            marker = "NEEDLE\n" if n % 200 == 0 else ""
+            (folder / f"m{n:05d}.py").write_text(f"x = {n}\n{marker}")
+
+
+class Script:
+    """Replies grep, then finish, for each run; remembers when each request arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[float] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, _body: dict[str, Any]) -> Reply:
+        with self.lock:
+            self.arrivals.append(time.monotonic())
+            turn = len(self.arrivals)
+        if turn % 2 == 1:
+            reply: Reply = call("grep", pattern="NEEDLE")
+            return reply
+        return Reply(tool_calls=[{"name": "finish", "arguments": {"summary": "Looked."}}])
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.arrivals)
+
+
+async def _wait_for(check: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_status_and_cancel_are_answered_during_a_long_grep(
+    scripted_model: ScriptedModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTLS_RIPGREP", "off")
+    root = tmp_path / "proj"
+    big_tree(root)
+    script = Script()
+    scripted_model.script(script)
+    async with agent_client(root, options(scripted_model.url)) as agent:
+        doc = await agent.open(root / "calc.py")
+        params = {"textDocument": {"uri": doc}, "instruction": "look around"}
+
+        # Run 1: the grep runs between the model's first and second request; agent/status is
+        # asked again and again meanwhile.
+        run = asyncio.ensure_future(agent.request("agent/explain", params, msg_id="run-1"))
+        await _wait_for(lambda: script.count() >= 1)
+        answered: list[tuple[float, float]] = []  # (sent, latency) of each status request
+        while script.count() < 2:
+            sent = time.monotonic()
+            status = await agent.request("agent/status", {})
+            answered.append((sent, time.monotonic() - sent))
+            assert status["model"]
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(run, 120)
+        grep_seconds = script.arrivals[1] - script.arrivals[0]
+        during = [latency for sent, latency in answered if sent + latency < script.arrivals[1]]
+        assert len(during) >= 3, (grep_seconds, answered)  # answered while the grep ran
+        assert max(during) < grep_seconds / 4, (grep_seconds, during)
+
+        # Run 2: cancelled in the middle of its grep, it ends at once, not when the grep would.
+        cancelled = asyncio.ensure_future(agent.request("agent/explain", params, msg_id="run-2"))
+        await _wait_for(lambda: script.count() >= 3)
+        await asyncio.sleep(grep_seconds / 5)
+        sent = time.monotonic()
+        agent.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="run-2"))
+        with pytest.raises(JsonRpcRequestCancelled):
+            await asyncio.wait_for(cancelled, 60)
+        assert time.monotonic() - sent < grep_seconds / 2, grep_seconds
+        status = await agent.request("agent/status", {})  # the server carries on
+    assert status["reachable"] is True
+    assert script.count() == 3  # the cancelled run never asked the model again
