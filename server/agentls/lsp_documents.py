@@ -35,6 +35,16 @@ def open_documents(workspace: Workspace) -> DocumentProvider:
                 return DocumentSnapshot(text=document.source, version=document.version)
         return None
 
+    def open_paths() -> list[Path]:
+        # grep asks the provider about these files only, not about each of 50,000 (issue 13;
+        # see agentls.agent.workspace.DocumentProvider).
+        return [
+            Path(fs_path)
+            for uri in list(workspace.text_documents)
+            if uri.startswith("file:") and (fs_path := to_fs_path(uri))
+        ]
+
+    provider.open_paths = open_paths  # type: ignore[attr-defined]
     return provider
 
 
