@@ -13,14 +13,16 @@ Times (median of ``--repeat`` runs, each with a fresh ``Workspace``, so no per-r
 - test command detection (``detect_test_command``);
 - the longest stall of the event loop while a ``grep`` runs (a 1 ms ticker on the loop);
 - baselines: ``rg --files``, ``rg -n`` and ``git ls-files``;
+- a second ``find`` in the same run, and ``find``/``grep`` on the pure-Python fallback;
 - a whole refactor run against an instant model (grep, find, ls, read, edit, finish, then
-  verification as configured), served by a tiny stdlib Ollama imitation in this file (bench/
-  does not import the tests' scripted server).
+  verification as configured), served by ``bench/instant_model.py`` (bench/ does not import
+  the tests' scripted server).
 
-Then, when ``bench/scale_edits.py`` exists, its ``main()`` (the file-size table) runs too.
+Then, when they exist, ``bench/scale_edits.py`` (the file-size table) and
+``bench/scale_sandbox.py`` (the first ``bash`` call) run too, through their ``main()``.
 
 Usage: python bench/scale.py [--sizes 1000,10000,50000] [--label after] [--repeat 3]
-       [--no-run] [--no-edits]
+       [--no-run] [--no-fallback] [--no-edits] [--no-sandbox]
 Writes bench/results/scale-<date>.md: one section per label (``before``, ``after``), kept
 across invocations via scale-<date>.json.
 """
@@ -31,19 +33,19 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import inspect
 import io
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +57,13 @@ from agentls.settings import Settings
 from agentls.tasks.base import TaskContext, TaskRequest
 from agentls.tasks.refactor import run_refactor
 from agentls.tasks.verify import detect_test_command
+from instant_model import MODEL, InstantModel
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 CACHE = Path(tempfile.gettempdir()) / "agentls-bench-scale"
 LAYOUT_VERSION = 1  # bump when generate() changes, so cached repositories are rebuilt
 NEEDLE = "NEEDLE_13"
-MODEL = "gemma4:12b-it-qat"
 TARGET = "pkg000/sub00/mod_00000.py"  # the file the whole run refactors
 
 MODULE = '''"""Module {i}: synthetic code for the scale benchmark."""
@@ -215,99 +217,42 @@ def loop_stall(root: Path) -> float:
 
 
 def command(root: Path, *argv: str) -> Callable[[], object]:
-    """A baseline command, its output read through a pipe as the tools read theirs."""
-    return lambda: subprocess.run(argv, cwd=root, capture_output=True, check=False)
+    """A baseline command, its output read through a pipe as the tools read theirs (stdin
+    closed: ripgrep without a path would search a piped stdin instead of the tree)."""
+    return lambda: subprocess.run(
+        argv, cwd=root, capture_output=True, stdin=subprocess.DEVNULL, check=False
+    )
 
 
-# -- an instant model: a tiny stdlib imitation of Ollama's /api/chat ------------------------
+@contextlib.contextmanager
+def python_fallback() -> Iterator[None]:
+    """The tools without ripgrep (``AGENTLS_RIPGREP=off``): the pure-Python walk."""
+    saved = os.environ.get("AGENTLS_RIPGREP")
+    os.environ["AGENTLS_RIPGREP"] = "off"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["AGENTLS_RIPGREP"]
+        else:
+            os.environ["AGENTLS_RIPGREP"] = saved
 
 
-class InstantModel:
-    """Answers every chat request at once with the next scripted tool call (Ollama NDJSON)."""
+def find_twice(root: Path) -> Callable[[], float]:
+    """A second ``find`` in the same run (the listing is kept per run); only it is timed."""
 
-    def __init__(self, calls: list[dict[str, Any]]) -> None:
-        self.calls = calls
-        self.turn = 0
-        model = self
+    def second() -> float:
+        registry = build_tools(Workspace(root))
+        call = ToolCall("find", {"pattern": "**/*.md"})
+        asyncio.run(registry.execute(call))
+        start = time.perf_counter()
+        asyncio.run(registry.execute(ToolCall("find", {"pattern": "**/*.py"})))
+        return time.perf_counter() - start
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _json(self, status: int, payload: Any) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                if self.path.startswith("/api/tags"):
-                    self._json(200, {"models": [{"name": MODEL, "model": MODEL}]})
-                elif self.path.startswith("/api/version"):
-                    self._json(200, {"version": "0.12.6"})
-                else:
-                    self._json(404, {"error": "not found"})
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
-                if self.path.startswith("/api/show"):
-                    info = {"general.architecture": "gemma3", "gemma3.context_length": 131072}
-                    self._json(200, {"capabilities": ["completion", "tools"], "model_info": info})
-                elif self.path.startswith("/api/chat"):
-                    self._chat()
-                else:
-                    self._json(404, {"error": "not found"})
-
-            def _chat(self) -> None:
-                call = model.calls[min(model.turn, len(model.calls) - 1)]
-                model.turn += 1
-                lines = [
-                    {
-                        "model": MODEL,
-                        "message": {
-                            "role": "assistant",
-                            "content": "",
-                            "tool_calls": [{"function": call}],
-                        },
-                        "done": False,
-                    },
-                    {
-                        "model": MODEL,
-                        "message": {"role": "assistant", "content": ""},
-                        "done": True,
-                        "done_reason": "stop",
-                        "prompt_eval_count": 1000,
-                        "eval_count": 20,
-                        "eval_duration": 1_000_000,
-                        "prompt_eval_duration": 1_000_000,
-                    },
-                ]
-                body = "".join(json.dumps(line) + "\n" for line in lines).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-ndjson")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        """The base URL the backend talks to."""
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        """Stop serving."""
-        self.server.shutdown()
-        self.server.server_close()
+    return second
 
 
-def whole_run(root: Path) -> tuple[float, str]:
+def whole_run(root: Path, **settings_extra: Any) -> tuple[float, str]:
     """One refactor run on ``TARGET`` with an instant model; wall time and what it verified."""
     old = "    return total\n"
     calls = [
@@ -323,7 +268,9 @@ def whole_run(root: Path) -> tuple[float, str]:
     ]
     model = InstantModel(calls)
     try:
-        settings = Settings(base_url=model.url, model=MODEL, max_turns=10, repair_turns=0)
+        settings = Settings(
+            base_url=model.url, model=MODEL, max_turns=10, repair_turns=0, **settings_extra
+        )
 
         async def run() -> tuple[float, str]:
             backend = make_backend(settings)
@@ -343,7 +290,7 @@ def whole_run(root: Path) -> tuple[float, str]:
         model.close()
 
 
-def measure(size: int, repeat: int, with_run: bool) -> dict[str, Any]:
+def measure(size: int, repeat: int, with_run: bool, fallback: bool) -> dict[str, Any]:
     """Every row for one repository size."""
     root = generate(size)
     found = _needle_files(root)
@@ -359,12 +306,24 @@ def measure(size: int, repeat: int, with_run: bool) -> dict[str, Any]:
     row("grep", lambda: tool(root, "grep", pattern=NEEDLE))
     row("ls", lambda: tool(root, "ls", path="."))
     row("detect", lambda: detect_test_command(Workspace(root), TARGET))
+    twice = find_twice(root)
+    rows["find_again"] = statistics.median(twice() for _ in range(repeat))
+    print(f"[{size}] find_again: {rows['find_again']:.3f} s", file=sys.stderr)
     rows["stall"] = max(loop_stall(root) for _ in range(max(repeat - 1, 1)))
     print(f"[{size}] stall: {rows['stall']:.3f} s", file=sys.stderr)
-    row("rg_files", command(root, rg_bin, "--files"))
-    row("rg_n", command(root, rg_bin, "-n", NEEDLE))
+    if fallback:
+        with python_fallback():
+            row("find_py", lambda: tool(root, "find", pattern="**/*.py"), 1)
+            row("grep_py", lambda: tool(root, "grep", pattern=NEEDLE), 1)
+    row("rg_files", command(root, rg_bin, "--files", "."))
+    row("rg_n", command(root, rg_bin, "-n", NEEDLE, "."))
     row("git_ls", command(root, "git", "ls-files"))
     if with_run:
+        # Without verification: the harness alone (tools, loop, edit); with it: the sandbox
+        # and the project's own test run on top (bench/scale_sandbox.py breaks those down).
+        took, _ = whole_run(root, test_command="")
+        rows["run_quiet"] = took
+        print(f"[{size}] run without verification: {took:.3f} s", file=sys.stderr)
         took, note = whole_run(root)
         rows["run"], rows["run_note"] = took, note
         print(f"[{size}] run: {took:.3f} s ({note})", file=sys.stderr)
@@ -376,8 +335,12 @@ LINES = (
     ("grep", "`grep` tool (100 files hit)", "rg_n", "`rg -n`"),
     ("ls", "`ls .` tool", None, ""),
     ("detect", "test command detection", None, ""),
+    ("find_again", "`find` again in the same run", "rg_files", "`rg --files`"),
+    ("find_py", "`find` tool, pure-Python fallback (1 run)", "rg_files", "`rg --files`"),
+    ("grep_py", "`grep` tool, pure-Python fallback (1 run)", "rg_n", "`rg -n`"),
     ("stall", "longest event-loop stall during `grep`", None, ""),
-    ("run", "whole refactor run, model instant", None, ""),
+    ("run_quiet", "whole refactor run, model instant, verification off", None, ""),
+    ("run", "whole refactor run, model instant, verified", None, ""),
     ("rg_files", "baseline: `rg --files`", None, ""),
     ("rg_n", "baseline: `rg -n`", None, ""),
     ("git_ls", "baseline: `git ls-files`", None, ""),
@@ -411,26 +374,33 @@ def render(label: str, data: dict[str, Any]) -> str:
         out += ["", "Whole run verification: " + "; ".join(notes)]
     if data.get("edits"):
         out += ["", "### File sizes (bench/scale_edits.py)", "", data["edits"].strip()]
+    if data.get("sandbox"):
+        out += ["", "### The sandbox (bench/scale_sandbox.py)", "", data["sandbox"].strip()]
     return "\n".join(out) + "\n"
 
 
-def run_edits_hook(argv: list[str]) -> str | None:
-    """``bench/scale_edits.py``'s ``main()`` when that module exists; its printed table."""
-    path = HERE / "scale_edits.py"
+def run_companion(name: str, argv: list[str]) -> str | None:
+    """Run ``bench/<name>.py``'s ``main()`` when that module exists (another benchmark of issue
+    13: the file-size table, the sandbox); returns what it printed."""
+    path = HERE / f"{name}.py"
     if not path.exists():
         return None
-    spec = importlib.util.spec_from_file_location("scale_edits", path)
-    if spec is None or spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["scale_edits"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
     buffer = io.StringIO()
     saved = sys.argv
-    sys.argv = [str(path), *argv]
+    sys.argv = [str(path), *argv]  # for a main() that reads sys.argv itself
     try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
         with contextlib.redirect_stdout(buffer):
-            module.main()
+            if inspect.signature(module.main).parameters:
+                module.main(argv)
+            else:
+                module.main()
+    except (Exception, SystemExit) as exc:  # its failure must not lose our own table
+        buffer.write(f"\n(bench/{name}.py failed: {type(exc).__name__}: {exc})\n")
     finally:
         sys.argv = saved
     print(buffer.getvalue())
@@ -445,8 +415,11 @@ def main() -> None:
     parser.add_argument("--label", default="after", help="section name, e.g. before or after")
     parser.add_argument("--note", default="", help="a line under the section's heading")
     parser.add_argument("--no-run", action="store_true", help="skip the whole-run row")
+    parser.add_argument("--no-fallback", action="store_true", help="skip the Python rows")
     parser.add_argument("--no-edits", action="store_true", help="skip bench/scale_edits.py")
     parser.add_argument("--edits-args", default="", help="arguments for scale_edits.main()")
+    parser.add_argument("--no-sandbox", action="store_true", help="skip bench/scale_sandbox.py")
+    parser.add_argument("--sandbox-args", default="", help="more for scale_sandbox.main()")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     commit = subprocess.run(
@@ -454,22 +427,34 @@ def main() -> None:
     ).stdout.strip()
     data: dict[str, Any] = {
         "note": args.note or f"commit {commit}, medians of {args.repeat} runs",
-        "sizes": {str(s): measure(s, args.repeat, not args.no_run) for s in sizes},
+        "sizes": {
+            str(s): measure(s, args.repeat, not args.no_run, not args.no_fallback) for s in sizes
+        },
     }
+    save(args.label, data)  # kept even if a companion benchmark fails below
     if not args.no_edits:
-        data["edits"] = run_edits_hook(args.edits_args.split())
+        data["edits"] = run_companion("scale_edits", args.edits_args.split())
+    if not args.no_sandbox:
+        # It writes its own results file too, under the same label.
+        sandbox_argv = ["--sizes", args.sizes, "--repeat", str(args.repeat), "--label", args.label]
+        data["sandbox"] = run_companion("scale_sandbox", sandbox_argv + args.sandbox_args.split())
+    save(args.label, data)
+    print(render(args.label, data))
+
+
+def save(label: str, data: dict[str, Any]) -> None:
+    """Write bench/results/scale-<date>.json and .md, keeping the other labels' sections."""
     stamp = subprocess.run(["date", "+%F"], capture_output=True, text=True).stdout.strip()
     stamp = stamp or date.today().isoformat()
     store = RESULTS / f"scale-{stamp}.json"
     saved: dict[str, Any] = json.loads(store.read_text()) if store.exists() else {}
-    saved[args.label] = data
+    saved[label] = data
     RESULTS.mkdir(exist_ok=True)
     store.write_text(json.dumps(saved, indent=2) + "\n")
     text = "# Scale: the harness on large repositories (bench/scale.py)\n\n" + "\n".join(
-        render(label, saved[label]) for label in saved
+        render(name, saved[name]) for name in saved
     )
     (RESULTS / f"scale-{stamp}.md").write_text(text)
-    print(render(args.label, data))
 
 
 if __name__ == "__main__":

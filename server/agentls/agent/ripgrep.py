@@ -56,6 +56,7 @@ def walk_flags(skip_dirs: Iterable[str]) -> list[str]:
         "--no-ignore-dot",
         "--no-ignore-global",
         "--no-ignore-exclude",
+        "--path-separator=/",  # the paths read the same on Windows
     ]
     flags += [f"--glob=!{name}/" for name in sorted(skip_dirs)]  # directories of that name
     return flags
