@@ -95,7 +95,8 @@ class SessionUpdates:
         self.call_prefix = call_prefix  # tool call ids are per session: prefixed per prompt
         self.context_length = context_length
         self.warnings: list[str] = []
-        self._turn_text = ""  # visible text of the newest turn (the answer, when it is prose)
+        self._turn_text = ""  # visible text of the newest model call (the answer, if prose)
+        self._text_turn = 0  # the model call that text came from
         self._sent_text = False
         self._open: dict[str, str] = {}  # loop call id -> ACP tool call id, not yet finished
         self._finish_ids: set[str] = set()
@@ -171,8 +172,14 @@ class SessionUpdates:
         if isinstance(event, ev.TurnStarted):
             self._turn_text = ""
         elif isinstance(event, ev.TextDelta):
+            text = event.text
+            if event.turn != self._text_turn:
+                # A new model call's text: what came before was commentary before a tool call.
+                self._text_turn, self._turn_text = event.turn, ""
+                if self._sent_text:
+                    text = "\n\n" + text.lstrip()
             self._turn_text += event.text
-            self.message(event.text)
+            self.message(text)
         elif isinstance(event, ev.ThinkingDelta):
             self.send(update_agent_thought_text(event.text))
         elif isinstance(event, ev.ToolCallStarted):
