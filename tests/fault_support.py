@@ -96,6 +96,8 @@ class RawServer:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self.protocol_errors: list[str] = []
+        # How server requests are answered: the members of the reply (None: no reply).
+        self.answer: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda _: {"result": None}
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -126,7 +128,9 @@ class RawServer:
                 with self._lock:
                     self.received.append(msg)
                 if "method" in msg and "id" in msg:
-                    self.send(id=msg["id"], result=None)
+                    members = self.answer(msg)
+                    if members is not None:
+                        self.send(id=msg["id"], **members)
                 self._inbox.put(msg)
         except Exception as exc:  # a malformed frame from the server is a finding
             self.protocol_errors.append(f"server output unreadable: {exc!r}")
@@ -217,15 +221,21 @@ class RawServer:
 
     # -- lifecycle --
 
-    def initialize(self, root: Path, init_options: dict[str, Any] | None = None) -> None:
-        """initialize (a plain client: no configuration pull, no progress) and initialized."""
+    def initialize(
+        self,
+        root: Path,
+        init_options: dict[str, Any] | None = None,
+        capabilities: dict[str, Any] | None = None,
+    ) -> None:
+        """initialize and initialized; by default a plain client (no configuration pull, no
+        progress)."""
         answer = self.call(
             "initialize",
             {
                 "processId": os.getpid(),
                 "rootUri": root.as_uri(),
                 "workspaceFolders": [{"uri": root.as_uri(), "name": root.name}],
-                "capabilities": {},
+                "capabilities": capabilities or {},
                 "initializationOptions": init_options or {},
             },
         )
@@ -320,14 +330,19 @@ def raw_server(
     *,
     initialize: bool = True,
     root: Path | None = None,
+    capabilities: dict[str, Any] | None = None,
+    answer: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ) -> Iterator[RawServer]:
-    """A started (by default initialized) RawServer on ``root`` (default ``tmp_path/proj``)."""
+    """A started (by default initialized) RawServer on ``root`` (default ``tmp_path/proj``);
+    ``answer`` replaces how it answers the server's requests."""
     root = root or tmp_path / "proj"
     root.mkdir(exist_ok=True)
     server = RawServer(tmp_path / "server-cache")
+    if answer is not None:
+        server.answer = answer
     try:
         if initialize:
-            server.initialize(root, init_options)
+            server.initialize(root, init_options, capabilities)
         yield server
     finally:
         server.close()

@@ -114,7 +114,7 @@ FRAME_CASES = [
               null_errors=(PARSE_ERROR,)),
     FrameCase("batch-array", frame("[" + STATUS_1 + "]") + NEXT, null_errors=(INVALID_REQUEST,)),
     FrameCase("scalar", frame(b"42") + NEXT, null_errors=(INVALID_REQUEST,)),
-    FrameCase("no-method-with-id", message(id=7) + NEXT, replies={7: INVALID_REQUEST, 2: None}),
+    FrameCase("no-method-with-id", message(id=7) + NEXT, null_errors=(INVALID_REQUEST,)),
     FrameCase("no-method-no-id", message(params={}) + NEXT, null_errors=(INVALID_REQUEST,)),
     FrameCase("wrong-version",
               frame(json.dumps({"jsonrpc": "1.0", "id": 8, "method": "agent/status"})) + NEXT,
@@ -871,3 +871,76 @@ def test_exit_while_a_request_runs(tmp_path: Path, scripted_model: ScriptedModel
         server.notify("exit")
         assert server.wait_exit() == 1
         assert scripted_model.wait_for_disconnect(), "the model stream outlived the server"
+
+
+# ---- the client's replies to the server's requests -----------------------------------------
+
+
+PULL = {"workspace": {"configuration": True}}  # the server asks for settings after initialized
+
+
+@dataclass
+class AnswerCase:
+    """How the client answers workspace/configuration (None: never)."""
+
+    name: str
+    members: dict[str, Any] | None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+ANSWER_CASES = [
+    AnswerCase("no-result-member", {}),
+    AnswerCase("result-wrong-type", {"result": "bogus"}),
+    AnswerCase("result-wrong-items", {"result": [42]}),
+    AnswerCase("error", {"error": {"code": -32603, "message": "client broke"}}),
+    AnswerCase("error-malformed", {"error": "client broke"}),
+    AnswerCase("never", None),
+]
+
+
+@pytest.mark.parametrize("case", ANSWER_CASES, ids=str)
+@fault("client replies")
+def test_a_bad_answer_to_workspace_configuration(tmp_path: Path, case: AnswerCase) -> None:
+    asked: list[dict[str, Any]] = []
+
+    def answer(request: dict[str, Any]) -> dict[str, Any] | None:
+        asked.append(request)
+        return case.members
+
+    with raw_server(tmp_path, {"model": "from-init"}, capabilities=PULL, answer=answer) as server:
+        server.wait_until(lambda: bool(asked), "the server asked for its settings")
+        assert server.status()["model"] == "from-init"
+        # The server's request id belongs to the server: nothing may answer it back to us.
+        assert not server.responses(asked[0]["id"]), server.responses(asked[0]["id"])
+        assert not server.null_id_errors()
+        assert server.shutdown_and_exit() == 0
+
+
+@fault("client replies")
+def test_a_good_answer_to_workspace_configuration_applies(tmp_path: Path) -> None:
+    def answer(request: dict[str, Any]) -> dict[str, Any] | None:
+        return {"result": [{"model": "pulled-model"}]}
+
+    with raw_server(tmp_path, {"model": "from-init"}, capabilities=PULL, answer=answer) as server:
+        server.wait_until(lambda: server.status()["model"] == "pulled-model", "pulled settings")
+        assert server.shutdown_and_exit() == 0
+
+
+@fault("client replies")
+def test_a_response_with_the_id_of_a_running_client_request(
+    tmp_path: Path, scripted_model: ScriptedModelServer
+) -> None:
+    scripted_model.script([Reply(content="Explained after a while.", delay=0.3)])
+    with raw_server(tmp_path, model_options(scripted_model.url)) as server:
+        path = tmp_path / "proj" / "calc.py"
+        path.write_text(CALC)
+        uri = server.open(path, CALC)
+        msg_id = server.request("agent/explain", {"textDocument": {"uri": uri}})
+        scripted_model.wait_for_requests(1)
+        server.send(id=msg_id, result={"not": "yours"})  # a confused client
+        server.send(id=msg_id)  # not even a response: answered with an id-null error
+        assert "result" in assert_one_reply(server, msg_id)
+        assert [m["error"]["code"] for m in server.null_id_errors()] == [INVALID_REQUEST]
+        assert server.shutdown_and_exit() == 0

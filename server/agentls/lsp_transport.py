@@ -430,10 +430,24 @@ class AgentProtocol(LanguageServerProtocol):
                 return
             raw_id = data.get("id", _MISSING)
             msg_id = raw_id if _valid_id(raw_id) else None
+            if (
+                "method" not in data
+                and "result" not in data
+                and "error" not in data
+                and msg_id is not None
+                and msg_id in self._result_types  # one of our requests, still unanswered
+            ):
+                # An answer to one of our requests that left out "result": read it as null
+                # rather than leave our side waiting (and answer the client's answer).
+                log.warning("response %r without result or error; taken as null", msg_id)
+                data["result"] = None
             problem = self._envelope_problem(data, raw_id)
             if problem:
                 log.warning("invalid message: %s", problem)
-                self.send_error(msg_id, INVALID_REQUEST, f"Invalid Request: {problem}")
+                # Only a request's id is echoed: the id of a message without "method" is not
+                # a request of the client's, and may even be one still running.
+                reply_to = msg_id if "method" in data else None
+                self.send_error(reply_to, INVALID_REQUEST, f"Invalid Request: {problem}")
                 return
             if "method" not in data:
                 self._handle_client_response(data)
@@ -563,12 +577,14 @@ class AgentProtocol(LanguageServerProtocol):
         if msg_id is None:
             log.warning("the client reported an error: %s", data.get("error"))
             return
-        future = self._request_futures.pop(msg_id, None)
-        result_type = self._result_types.pop(msg_id, None)
-        if future is None:
+        # pygls keeps the client's requests and ours in one dict (_request_futures); only ids
+        # in _result_types are ours, so a stray "response" cannot complete a client request.
+        if msg_id not in self._result_types:
             log.warning("response to unknown request %r", msg_id)
             return
-        if future.done():
+        result_type = self._result_types.pop(msg_id)
+        future = self._request_futures.pop(msg_id, None)
+        if future is None or future.done():
             # Our side stopped waiting (timeout, cancel); pygls would raise InvalidStateError
             # here and lose the rest of the message loop's iteration (pygls bug, #621).
             return
