@@ -170,7 +170,7 @@ def _sandbox(root: Path, mechanism: str) -> Sandbox:
     )
     params = inspect.signature(Sandbox).parameters
     if "mechanism" in params:
-        return Sandbox(root, config, mechanism=mechanism)  # type: ignore[call-arg]
+        return Sandbox(root, config, mechanism=mechanism)
     if mechanism != "auto":
         raise SystemExit("this Sandbox has no mechanism choice (before the overlay)")
     return Sandbox(root, config)

@@ -34,6 +34,7 @@ from agentls.sandbox import (
 )
 from agentls.sandbox.environment import toolchain_paths
 from agentls.sandbox.isolation import probe
+from agentls.sandbox.overlay import overlay_possible
 from agentls.settings import DEFAULT_ALLOWED_COMMANDS, Settings
 
 PYTEST = "python -m pytest -q -s -p no:cacheprovider --disable-plugin-autoload"
@@ -49,6 +50,21 @@ def project(tmp_path: Path) -> Path:
     (root / "calc.py").write_text(CALC)
     (root / "test_calc.py").write_text(TEST_CALC)
     return root
+
+
+ISOLATED = detect_isolation().network
+OVERLAY = overlay_possible(detect_isolation()) is None
+# The view commands get: the overlay where the machine allows it, and the scratch copy (the
+# fallback) everywhere; the tests of staged edits run on both.
+MECHANISMS = [
+    pytest.param("overlay", marks=pytest.mark.skipif(not OVERLAY, reason="no overlay view here")),
+    "copy",
+]
+
+
+@pytest.fixture(params=MECHANISMS)
+def mechanism(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def fast(**overrides: object) -> SandboxConfig:
@@ -81,22 +97,20 @@ async def wait_gone(marker: str, seconds: float = 3.0) -> list[int]:
     return left
 
 
-ISOLATED = detect_isolation().network
-
-
 # -- the scratch copy and staged edits ---------------------------------------------------
 
 
 async def test_pytest_runs_on_the_copy_with_the_staged_edit_and_user_files_stay(
-    project: Path,
+    project: Path, mechanism: str
 ) -> None:
     (project / "test_writes.py").write_text(
         "from pathlib import Path\n\n\ndef test_write():\n"
         "    Path('calc.py').write_text('broken')\n    Path('made.txt').write_text('x')\n"
     )
-    async with Sandbox(project, fast()) as sandbox:
+    async with Sandbox(project, fast(), mechanism=mechanism) as sandbox:
         await sandbox.sync({"calc.py": "def add(a, b):\n    return a - b\n"})
         result = await sandbox.run(f"{PYTEST} test_calc.py test_writes.py")
+        assert sandbox.mechanism == mechanism
     assert result.exit_code == 1
     assert "assert -1 == 5" in result.output
     assert "1 failed, 1 passed" in result.output
@@ -110,8 +124,10 @@ async def test_pytest_runs_on_the_copy_with_the_staged_edit_and_user_files_stay(
     ]
 
 
-async def test_sync_is_incremental_and_restores_unstaged_files(project: Path) -> None:
-    async with Sandbox(project, fast()) as sandbox:
+async def test_sync_is_incremental_and_restores_unstaged_files(
+    project: Path, mechanism: str
+) -> None:
+    async with Sandbox(project, fast(), mechanism=mechanism) as sandbox:
         assert await sandbox.sync({"calc.py": "def add(a, b):\n    return 0\n"}) == 1
         work = sandbox.work
         calc_inode = (work / "calc.py").stat().st_ino
@@ -136,7 +152,9 @@ async def test_sync_is_incremental_and_restores_unstaged_files(project: Path) ->
         assert sandbox.files_written == 4
 
 
-async def test_copy_respects_gitignore_skips_secrets_caches_and_big_files(project: Path) -> None:
+async def test_copy_respects_gitignore_skips_secrets_caches_and_big_files(
+    project: Path, mechanism: str
+) -> None:
     subprocess.run(["git", "init", "-q", str(project)], check=True)
     (project / ".gitignore").write_text("build/\n*.log\n")
     (project / "build").mkdir()
@@ -149,27 +167,41 @@ async def test_copy_respects_gitignore_skips_secrets_caches_and_big_files(projec
     (project / "data" / "small.json").write_text("{}")
     (project / "data" / "huge.bin").write_bytes(b"\0" * 2_000_000)
     config = fast(exclude=Settings().secret_files, max_file_bytes=1_000_000)
-    async with Sandbox(project, config) as sandbox:
+    async with Sandbox(project, config, mechanism=mechanism) as sandbox:
         await sandbox.sync({})
         copied = sorted(
             p.relative_to(sandbox.work).as_posix() for p in sandbox.work.rglob("*") if p.is_file()
         )
         stats = sandbox.copy_stats
-    assert copied == [".gitignore", "calc.py", "data/small.json", "test_calc.py"]
-    assert stats.skipped_big == ["data/huge.bin"]
+    if mechanism == "copy":
+        assert copied == [".gitignore", "calc.py", "data/small.json", "test_calc.py"]
+        assert stats.skipped_big == ["data/huge.bin"]
+    else:  # nothing is copied, so a big file costs nothing: it is shown as it is
+        assert copied == [
+            ".gitignore",
+            "calc.py",
+            "data/huge.bin",
+            "data/small.json",
+            "test_calc.py",
+        ]
+        assert stats.skipped_big == []
+    assert stats.skipped_secrets == 1  # .env (not ignored by git, so listed, then left out)
 
 
-async def test_an_unstaged_secret_file_is_not_restored_into_the_copy(project: Path) -> None:
+async def test_an_unstaged_secret_file_is_not_restored_into_the_copy(
+    project: Path, mechanism: str
+) -> None:
     (project / ".env").write_text("API_TOKEN=s3cr3t\n")
-    async with Sandbox(project, fast(exclude=Settings().secret_files)) as sandbox:
+    config = fast(exclude=Settings().secret_files)
+    async with Sandbox(project, config, mechanism=mechanism) as sandbox:
         await sandbox.sync({".env": "X=1\n"})
         assert (sandbox.work / ".env").read_text() == "X=1\n"
         await sandbox.sync({})
         assert not (sandbox.work / ".env").exists()
 
 
-async def test_copy_refuses_staged_paths_that_leave_it(project: Path) -> None:
-    async with Sandbox(project, fast()) as sandbox:
+async def test_copy_refuses_staged_paths_that_leave_it(project: Path, mechanism: str) -> None:
+    async with Sandbox(project, fast(), mechanism=mechanism) as sandbox:
         for bad in ("../evil.py", "/etc/evil.py", "a/../../evil.py"):
             with pytest.raises(SandboxError, match="outside"):
                 await sandbox.sync({bad: "x"})
@@ -179,12 +211,14 @@ async def test_copy_refuses_staged_paths_that_leave_it(project: Path) -> None:
 # -- cleanup -------------------------------------------------------------------------------
 
 
-async def test_copy_is_removed_at_the_end_and_cannot_be_reused(project: Path) -> None:
-    sandbox = Sandbox(project, fast())
+async def test_copy_is_removed_at_the_end_and_cannot_be_reused(
+    project: Path, mechanism: str
+) -> None:
+    sandbox = Sandbox(project, fast(), mechanism=mechanism)
     assert sandbox.path is None  # nothing is copied until the first use
     await sandbox.sync({})
     path = sandbox.path
-    assert path is not None and (path / "work" / "calc.py").is_file()
+    assert path is not None and (sandbox.work / "calc.py").is_file()
     await sandbox.aclose()
     assert not path.exists()
     with pytest.raises(SandboxError, match="closed"):
@@ -269,7 +303,7 @@ async def test_closing_during_the_first_copy_leaves_nothing(
         return copy2(*args, **kwargs)
 
     monkeypatch.setattr(shutil, "copy2", slow_copy)
-    sandbox = Sandbox(project, fast())
+    sandbox = Sandbox(project, fast(), mechanism="copy")
     sync = asyncio.create_task(sandbox.sync({}))
     while not list(temp.glob("agentls-sandbox-*/work/*")):
         await asyncio.sleep(0.001)
@@ -554,9 +588,11 @@ async def test_toolchains_are_visible_but_their_credentials_read_empty(project: 
     assert "CREDENTIALS ''" in result.output and "s3cr3t" not in result.output
 
 
-async def test_special_files_are_not_copied_and_do_not_hang_the_copy(project: Path) -> None:
+async def test_special_files_are_not_copied_and_do_not_hang_the_copy(
+    project: Path, mechanism: str
+) -> None:
     os.mkfifo(project / "pipe")
-    async with Sandbox(project, fast()) as sandbox:
+    async with Sandbox(project, fast(), mechanism=mechanism) as sandbox:
         await sandbox.sync({})
         assert not (sandbox.work / "pipe").exists()
         assert (sandbox.work / "calc.py").is_file()

@@ -46,6 +46,12 @@ class SandboxConfig(BaseModel):
     exclude: tuple[str, ...] = Field(
         (), description="Globs of files never copied (secret files), '!' to re-include."
     )
+    max_written_bytes: int = Field(
+        2 * 1024**3,
+        gt=0,
+        description="What staged edits and commands may write in all (the overlay's upper "
+        "layer, a private tmpfs).",
+    )
     max_file_size_limit: int = Field(
         2 * 1024**3, gt=0, description="RLIMIT_FSIZE: the largest file a command may write."
     )

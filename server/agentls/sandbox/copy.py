@@ -18,12 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentls.sandbox.config import SandboxError
+from agentls.sandbox.isolation import Isolation
 from agentls.secret_files import SecretFiles
+
+# One change to the sandbox's files: ("put", rel, text) writes text (None: deletes the file),
+# ("restore", rel, None) puts the workspace's own file back (a staged change was dropped).
+Change = tuple[str, str, str | None]
 
 __all__ = [
     "PASSTHROUGH_NAMES",
     "SKIP_DIRS",
+    "Change",
     "CopyStats",
+    "CopyView",
     "copy_target",
     "copy_tree",
     "find_passthrough",
@@ -97,28 +104,28 @@ def walk_files(root: Path) -> Iterator[str]:
                 yield (rel_dir / name).as_posix()
 
 
-def _is_passthrough(path: Path) -> bool:
-    return path.name in PASSTHROUGH_NAMES or (path / "pyvenv.cfg").is_file()
-
-
 def find_passthrough(root: Path) -> list[str]:
     """Virtualenvs and node_modules at the top two levels (where projects keep them)."""
     found: list[str] = []
-    level = [root]
+    level = [""]
     for _depth in range(2):
-        nxt: list[Path] = []
-        for directory in level:
+        nxt: list[str] = []
+        for rel_dir in level:
             try:
-                children = sorted(directory.iterdir())
+                with os.scandir(root / rel_dir if rel_dir else root) as entries:
+                    children = sorted(
+                        (e.name, e.path)
+                        for e in entries
+                        if e.is_dir(follow_symlinks=False) and e.name not in SKIP_DIRS
+                    )
             except OSError:
                 continue
-            for child in children:
-                if not child.is_dir() or child.is_symlink() or child.name in SKIP_DIRS:
-                    continue
-                if _is_passthrough(child):
-                    found.append(child.relative_to(root).as_posix())
+            for name, path in children:
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                if name in PASSTHROUGH_NAMES or os.path.isfile(os.path.join(path, "pyvenv.cfg")):
+                    found.append(rel)
                 else:
-                    nxt.append(child)
+                    nxt.append(rel)
         level = nxt
     return found
 
@@ -251,3 +258,67 @@ def restore_file(root: Path, work: Path, rel: str, secrets: SecretFiles) -> None
     if stat.S_ISREG(info.st_mode) and not secrets.is_secret(source, root):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
+
+
+class CopyView:
+    """The scratch copy: the last resort where the overlay view is not available.
+
+    Same interface as :class:`agentls.sandbox.overlay.OverlayView`: ``start`` makes the copy
+    (in a thread), ``apply`` writes staged changes, ``command_wrapper`` is the isolation's own.
+    """
+
+    mechanism = "copy"
+
+    def __init__(
+        self, root: Path, base: Path, secrets: SecretFiles, max_file_bytes: int, mount_mode: bool
+    ) -> None:
+        self.root = root
+        self.work = base / "work"
+        self.secrets = secrets
+        self.max_file_bytes = max_file_bytes
+        self.mount_mode = mount_mode
+        self.stats = CopyStats()
+        self.passthrough: list[str] = []
+
+    def start(self, stop: threading.Event) -> None:
+        """Copy the workspace (blocking; run it in a thread)."""
+        self.passthrough = copy_tree(
+            self.root,
+            self.work,
+            secrets=self.secrets,
+            max_file_bytes=self.max_file_bytes,
+            mount_mode=self.mount_mode,
+            stop=stop,
+            stats=self.stats,
+        )
+
+    def alive(self) -> bool:
+        """Always: the copy is a plain directory."""
+        return True
+
+    def refresh(self) -> None:
+        """Nothing: the copy is a snapshot of the workspace taken at the first use."""
+
+    def apply(self, changes: Iterable[Change]) -> None:
+        """Write, delete or restore files in the copy."""
+        for kind, rel, text in changes:
+            if kind == "put":
+                put_file(self.root, self.work, rel, text)
+            else:
+                restore_file(self.root, self.work, rel, self.secrets)
+
+    def command_wrapper(self, isolation: Isolation) -> tuple[list[str], dict[str, object]]:
+        """The isolation's own wrapper; the helper needs nothing more."""
+        return list(isolation.wrapper), {}
+
+    def usage(self) -> int:
+        """Bytes of disk the copy takes."""
+        total = 0
+        for directory, _dirs, files in os.walk(self.work):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+        return total
+
+    def close(self) -> None:
+        """Nothing: the sandbox removes its directory, copy and all."""

@@ -1,9 +1,11 @@
-"""One agent run's sandbox: the scratch copy, the staged edits over it, the commands run on it.
+"""One agent run's sandbox: a view of the workspace, the staged edits over it, the commands.
 
-Every sandbox that has made a copy is in a process-wide registry (a weak set), so the server
-can end them all when it is told to stop: :func:`terminate_all` kills every running command's
-process group and removes every copy, synchronously (fit for a signal handler), and runs at
-interpreter exit too (``atexit``) as a backstop.
+The view is an overlay where the machine allows it (``overlay``: the workspace itself,
+read-only, under a private writable layer; nothing is copied) and else the scratch copy
+(``copy``). Every sandbox that has made its view is in a process-wide registry (a weak set),
+so the server can end them all when it is told to stop: :func:`terminate_all` kills every
+running command's process group and removes every view (the overlay's holder, the copy),
+synchronously (fit for a signal handler), and runs at interpreter exit too (``atexit``).
 """
 
 from __future__ import annotations
@@ -30,15 +32,10 @@ from agentls.sandbox.config import (
     SandboxConfig,
     SandboxError,
 )
-from agentls.sandbox.copy import (
-    CopyStats,
-    copy_tree,
-    put_file,
-    restore_file,
-    safe_rel,
-)
+from agentls.sandbox.copy import Change, CopyStats, CopyView, safe_rel
 from agentls.sandbox.environment import credential_files, scrubbed_env, toolchain_paths
 from agentls.sandbox.isolation import Isolation, detect_isolation, helper_argv
+from agentls.sandbox.overlay import OverlayUnavailable, OverlayView, overlay_possible
 from agentls.sandbox.process import Output, drain, kill_group, signal_group
 from agentls.secret_files import SecretFiles
 
@@ -55,7 +52,7 @@ def live_sandboxes() -> list[Sandbox]:
 
 
 def terminate_all() -> int:
-    """Kill every sandbox's running command (its whole process group) and remove every copy.
+    """Kill every sandbox's running command (its whole process group) and remove every view.
 
     Synchronous and quick, so a signal handler or ``atexit`` can call it; the sandboxes are
     closed (later commands fail). Returns how many there were.
@@ -81,12 +78,33 @@ def _remove(path: str) -> None:
         time.sleep(0.05)
 
 
+View = OverlayView | CopyView
+MECHANISMS = ("auto", "overlay", "copy")
+
+
+class _Resources:
+    """What a sandbox must release: its view and its directory (kept apart from the Sandbox
+    so that the finalizer does not keep it alive)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.view: View | None = None
+
+    def release(self) -> None:
+        view = self.view
+        if view is not None:
+            view.close()  # the overlay's holder first: its namespaces, mounts and tmpfs go
+        _remove(str(self.base))
+
+
 class Sandbox:
-    """One agent run's scratch copy of ``root`` and the commands run on it.
+    """One agent run's view of ``root`` (overlay, else a scratch copy) and its commands.
 
     Use as ``async with Sandbox(root, config) as sandbox:``, or call :meth:`aclose` (or the
-    synchronous :meth:`close`) when the run ends. The copy is made on the first
+    synchronous :meth:`close`) when the run ends. The view is made on the first
     :meth:`sync` or :meth:`run`, so a run that never runs a command costs nothing.
+    ``mechanism`` is ``auto`` (the overlay where the machine allows it), ``overlay`` (that
+    or :class:`SandboxError`) or ``copy``.
     """
 
     def __init__(
@@ -96,36 +114,60 @@ class Sandbox:
         *,
         isolation: Isolation | None = None,
         environ: Mapping[str, str] | None = None,
+        mechanism: str = "auto",
     ) -> None:
+        if mechanism not in MECHANISMS:
+            raise ValueError(f"mechanism must be one of {MECHANISMS}, not {mechanism!r}")
         self.root = Path(os.path.abspath(root))
+        self._want = mechanism
+        self._view: View | None = None
+        self.overlay_note = ""  # why the overlay view was not used, when it was not
         self.config = config or SandboxConfig()
         self.secrets = SecretFiles(self.config.exclude)
         self._isolation = isolation
         self._environ = dict(os.environ if environ is None else environ)
         self._dir: Path | None = None
         self._applied: dict[str, str | None] = {}  # rel -> text written (None: deleted)
-        self._passthrough: list[str] = []
         self._lock = asyncio.Lock()
         self._closed = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._process: asyncio.subprocess.Process | None = None
-        self._stop_copy = threading.Event()  # set by close(): a copy in progress stops
-        self.files_written = 0  # staged writes and restores since the copy was made
-        self.copy_stats = CopyStats()
+        self._stop_copy = threading.Event()  # set by close(): a view in the making stops
+        self.files_written = 0  # staged writes and restores since the view was made
 
     # -- paths -------------------------------------------------------------------------
 
     @property
     def path(self) -> Path | None:
-        """The sandbox directory (``work/`` is the copy), or None before the first use."""
+        """The sandbox directory (home, temp, the copy), or None before the first use."""
         return self._dir
 
     @property
     def work(self) -> Path:
-        """The scratch copy of the workspace (created on first use)."""
-        if self._dir is None:
+        """The workspace as commands see it, staged edits applied (made on first use).
+
+        For the overlay this path reads the merged view through its holder's root
+        (``/proc/PID/root/...``); read it, never write to it.
+        """
+        if self._dir is None or self._view is None:
             raise SandboxError("the sandbox has not been created yet")
-        return self._dir / "work"
+        return self._view.work
+
+    @property
+    def mechanism(self) -> str | None:
+        """``overlay`` or ``copy`` once the view is made, else None."""
+        return self._view.mechanism if self._view is not None else None
+
+    @property
+    def copy_stats(self) -> CopyStats:
+        """What the view left out (secret files, links out; for the copy also files and
+        bytes copied and files too big)."""
+        return self._view.stats if self._view is not None else CopyStats()
+
+    def usage(self) -> int:
+        """Bytes the view takes: the copy on disk, or the overlay's upper layer."""
+        view = self._view
+        return view.usage() if view is not None and self._dir is not None else 0
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -153,9 +195,9 @@ class Sandbox:
             signal_group(process.pid, signal.SIGKILL)
 
     def close(self) -> None:
-        """Remove the scratch copy (synchronously). Later calls to :meth:`run` fail.
+        """Remove the view (synchronously). Later calls to :meth:`run` fail.
 
-        A copy still being made stops, and its thread removes what it wrote after this.
+        A view still being made stops, and its thread removes what it made after this.
         """
         self._closed = True
         self._stop_copy.set()
@@ -178,43 +220,58 @@ class Sandbox:
             return self._dir
         isolation = await self.isolation()
         base = Path(tempfile.mkdtemp(prefix="agentls-sandbox-"))
-        # Removed when closed, garbage-collected or at exit, whichever comes first.
-        self._finalizer = weakref.finalize(self, _remove, str(base))
+        resources = _Resources(base)
+        # Released when closed, garbage-collected or at exit, whichever comes first.
+        self._finalizer = weakref.finalize(self, resources.release)
         with _live_lock:
             _live.add(self)
         for sub in ("work", "home", "tmp", "root"):
             (base / sub).mkdir()
         future = asyncio.get_running_loop().run_in_executor(
-            None, self._copy, base, isolation.filesystem
+            None, self._make_view, base, isolation, resources
         )
         try:
-            await asyncio.shield(future)
+            view = await asyncio.shield(future)
         except BaseException:
-            # Cancelled (or failed) mid-copy: the thread stops and removes what it wrote,
+            # Cancelled (or failed) mid-way: the thread stops and removes what it made,
             # without making the cancelled caller wait.
             self.close()
             raise
-        if self._closed:  # closed (terminate_all) while the copy was being made
+        if self._closed:  # closed (terminate_all) while the view was being made
             raise SandboxError("the sandbox was closed")
+        self._view = view
         self._dir = base
         return base
 
-    def _copy(self, base: Path, mount_mode: bool) -> None:
-        """Make the copy (in a thread); if the sandbox is closed meanwhile, remove it all."""
+    def _make_view(self, base: Path, isolation: Isolation, resources: _Resources) -> View:
+        """Make the view (in a thread); if the sandbox is closed meanwhile, remove it all."""
+        view: View | None = None
         try:
-            self._passthrough = copy_tree(
-                self.root,
-                base / "work",
-                secrets=self.secrets,
-                max_file_bytes=self.config.max_file_bytes,
-                mount_mode=mount_mode,
-                stop=self._stop_copy,
-                stats=self.copy_stats,
-            )
-        finally:
-            # close() may have removed the tree while this thread was still writing into it.
+            reason = overlay_possible(isolation) if self._want != "copy" else "asked for"
+            if reason is None:
+                view = resources.view = OverlayView(
+                    self.root, base, self.secrets, self.config.max_written_bytes
+                )
+                try:
+                    view.start(self._stop_copy)
+                    return view
+                except OverlayUnavailable as exc:
+                    view.close()
+                    reason = str(exc)
             if self._stop_copy.is_set():
-                _remove(str(base))
+                raise SandboxError("the sandbox was closed")
+            if self._want == "overlay":
+                raise SandboxError(f"the overlay view is not available: {reason}")
+            self.overlay_note = reason
+            view = resources.view = CopyView(
+                self.root, base, self.secrets, self.config.max_file_bytes, isolation.filesystem
+            )
+            view.start(self._stop_copy)
+            return view
+        finally:
+            # close() may have released the view while this thread was still making it.
+            if self._stop_copy.is_set():
+                resources.release()
 
     # -- staged edits --------------------------------------------------------------------
 
@@ -233,24 +290,27 @@ class Sandbox:
         desired: dict[str, str | None] = {safe_rel(k): v for k, v in staged.items()}
         for rel in deleted:
             desired[safe_rel(rel)] = None
-        count = 0
-        for rel, text in desired.items():
-            if rel in self._applied and self._applied[rel] == text:
-                continue
-            put_file(self.root, self.work, rel, text)
-            self._applied[rel] = text
-            count += 1
-        for rel in [r for r in self._applied if r not in desired]:
-            restore_file(self.root, self.work, rel, self.secrets)
-            del self._applied[rel]
-            count += 1
-        self.files_written += count
-        return count
+        changes: list[Change] = [
+            ("put", rel, text)
+            for rel, text in desired.items()
+            if not (rel in self._applied and self._applied[rel] == text)
+        ]
+        changes += [("restore", rel, None) for rel in self._applied if rel not in desired]
+        if changes:
+            assert self._view is not None
+            self._view.apply(changes)
+        for kind, rel, text in changes:
+            if kind == "put":
+                self._applied[rel] = text
+            else:
+                del self._applied[rel]
+        self.files_written += len(changes)
+        return len(changes)
 
     # -- running -------------------------------------------------------------------------
 
     async def run(self, command: str, timeout: float | None = None) -> CommandResult:
-        """Run one allowed command on the copy; raises :class:`CommandRefused` if not allowed.
+        """Run one allowed command on the view; raises :class:`CommandRefused` if not allowed.
 
         Also raises :class:`SandboxError` when network isolation is required but unavailable.
         A command that fails, times out or floods is a normal :class:`CommandResult`.
@@ -284,10 +344,16 @@ class Sandbox:
         )
 
     def _command_argv(
-        self, argv: list[str], base: Path, isolation: Isolation, env: Mapping[str, str]
+        self,
+        argv: list[str],
+        base: Path,
+        isolation: Isolation,
+        env: Mapping[str, str],
+        view: View,
     ) -> list[str]:
         if not isolation.network:
             return argv
+        wrapper, extra = view.command_wrapper(isolation)
         mount_over = isolation.filesystem and not base.is_relative_to(self.root)
         expose = self._toolchains(env) if isolation.filesystem else []
         options: dict[str, Any] = {
@@ -300,23 +366,28 @@ class Sandbox:
             "expose": expose,
             "mask": credential_files(expose),
             "root": str(self.root) if mount_over else None,
-            "passthrough": self._passthrough if mount_over else [],
+            "passthrough": view.passthrough if mount_over else [],
             "cwd": str(self.root if mount_over else base / "work"),
             "nproc": self.config.max_processes,
             "fsize": self.config.max_file_size_limit,
         }
-        return [*isolation.wrapper, *helper_argv(options), *argv]
+        options.update(extra)
+        return [*wrapper, *helper_argv(options), *argv]
 
     async def _run(
         self, argv: list[str], base: Path, isolation: Isolation, timeout: float
     ) -> CommandResult:
+        view = self._view
+        assert view is not None
+        # The overlay lists the workspace again (a secret file made since is hidden too).
+        await asyncio.to_thread(view.refresh)
         env = scrubbed_env(self._environ, base / "home", base / "tmp")
         if not (isolation.network and isolation.filesystem):
             # The copy is not at the workspace path: make its packages win over an
             # editable install that points at the user's files.
             extra = [str(base / "work"), str(base / "work" / "src")]
             env["PYTHONPATH"] = os.pathsep.join([*extra, *filter(None, [env.get("PYTHONPATH")])])
-        full = self._command_argv(argv, base, isolation, env)
+        full = self._command_argv(argv, base, isolation, env, view)
         started = time.monotonic()
         out = Output(self.config.output_head, self.config.output_tail)
         try:

@@ -2,7 +2,8 @@
 
 Standard library only, and never imported by agentls at run time (the sandbox only needs its
 path), so it starts in a few milliseconds. It runs inside new user, network and mount (and,
-with the ``unshare`` program, PID) namespaces, or makes them itself with ``unshare(2)``, then:
+with the ``unshare`` program, PID) namespaces, or makes them itself with ``unshare(2)`` (after
+joining the overlay holder's namespaces with ``setns(2)`` when told to), then:
 
 1. checks that the network namespace holds nothing but loopback, and brings loopback up;
 2. with ``fs`` on, builds a **new root** on an empty tmpfs, bubblewrap-style: read-only binds
@@ -108,8 +109,26 @@ def mount(
     check(rc, "mount " + target)
 
 
-def self_unshare() -> None:
-    """New user, network and mount namespaces, mapping our uid and gid to root inside."""
+def join(pid: int) -> None:
+    """Enter the overlay holder's user namespace (when it has its own) and mount namespace,
+    where the workspace's view is mounted (``holder.py``)."""
+    for kind, flag in (("user", CLONE_NEWUSER), ("mnt", CLONE_NEWNS)):
+        path = f"/proc/{pid}/ns/{kind}"
+        if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{kind}").st_ino:
+            continue
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            check(libc.setns(fd, flag), "setns " + kind)
+        finally:
+            os.close(fd)
+
+
+def self_unshare(joined: bool = False) -> None:
+    """New user, network and mount namespaces, mapping our uid and gid to root inside; after
+    :func:`join`, only network and mount (we are root in the holder's user namespace)."""
+    if joined:
+        check(libc.unshare(CLONE_NEWNET | CLONE_NEWNS), "unshare")
+        return
     uid, gid = os.getuid(), os.getgid()
     check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS), "unshare")
     for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
@@ -379,8 +398,10 @@ def drop_capabilities() -> None:
 
 def setup(opts: dict[str, Any]) -> bool:
     """Namespaces, network check, file system; returns whether the new root is in place."""
+    if opts.get("join"):
+        join(int(opts["join"]))
     if opts.get("self_unshare"):
-        self_unshare()
+        self_unshare(joined=bool(opts.get("join")))
     if not net_isolated():
         fail("the command is not in a private network namespace")
     # If loopback stays down, connections to 127.0.0.1 fail, which is still isolated.
