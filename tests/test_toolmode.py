@@ -202,3 +202,25 @@ def test_fixed_prefix_is_small() -> None:
     constrained = len(SYSTEM_PROMPT) + 2 + len(tools_prompt(specs))
     assert native < 3000, native
     assert constrained < 3000, constrained
+
+
+def test_constrained_rendering_never_puts_two_user_turns_in_a_row() -> None:
+    # A run that ended with finish, then a follow-up prompt (a chat session's next turn), and a
+    # harness note appended after a tool result: Gemma's template refuses user, user.
+    from agentls.agent.toolmode import render_constrained
+    from agentls.llm.types import Message, ToolCall
+
+    finish = ToolCall("finish", {"summary": "done"}, id="c1")
+    history = [
+        Message("system", "S"),
+        Message("user", "explain a.py"),
+        Message("assistant", '{"tool": "finish"}', tool_calls=[finish]),
+        Message("tool", "done", tool_call_id="c1", name="finish"),
+        Message("user", "now also rename it"),
+    ]
+    rendered = render_constrained(history)
+    roles = [m.role for m in rendered]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert rendered[-1].content == "Result of finish:\ndone\n\nnow also rename it"
+    # The earlier turns render exactly as before, so the cached prefix holds.
+    assert render_constrained(history[:4])[:3] == rendered[:3]

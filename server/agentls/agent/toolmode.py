@@ -111,17 +111,23 @@ def render_constrained(messages: list[Message]) -> list[Message]:
     """Messages as a model without tool support reads them.
 
     Assistant tool calls become the JSON the model wrote; tool results become user messages,
-    since templates without tools have no ``tool`` role. Deterministic, so the rendered prefix
-    stays byte-identical from turn to turn.
+    since templates without tools have no ``tool`` role. User messages in a row (a finish's
+    result then a follow-up prompt) become one: templates such as Gemma's refuse a conversation
+    whose roles do not alternate. Deterministic, so the rendered prefix stays byte-identical
+    from turn to turn.
     """
     out: list[Message] = []
     for msg in messages:
         if msg.role == "assistant" and msg.tool_calls:
-            out.append(Message("assistant", _as_written(msg)))
+            rendered = Message("assistant", _as_written(msg))
         elif msg.role == "tool":
-            out.append(Message("user", f"Result of {msg.name}:\n{msg.content}"))
+            rendered = Message("user", f"Result of {msg.name}:\n{msg.content}")
         else:
-            out.append(msg)
+            rendered = msg
+        if rendered.role == "user" and out and out[-1].role == "user":
+            out[-1] = Message("user", out[-1].content + "\n\n" + rendered.content)
+        else:
+            out.append(rendered)
     return out
 
 
