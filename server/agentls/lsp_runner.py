@@ -144,7 +144,7 @@ class AgentRunner:
             )
         return scope
 
-    def _edit(
+    async def _edit(
         self, spec: TaskSpec, result: EditResult, documents: DocumentProvider, root: Path
     ) -> types.WorkspaceEdit:
         """The WorkspaceEdit of a finished edit run, against the text it will be applied to.
@@ -155,16 +155,21 @@ class AgentRunner:
         not clean the run fails, but the staged change is not lost: the error carries the
         summary and the diff, and the diff goes to the log.
         """
+        # The buffers are read here, on the loop that applies didChange, so each one's text
+        # and version belong together; the diffing then runs in a thread (a multi-megabyte
+        # file takes a moment), and agent/status, cancel and typing are answered meanwhile.
+        buffers = {change.path: documents(change.path) for change in result.changes}
         try:
             # Annotated edits need confirmation: VS Code shows its refactor preview.
-            return to_workspace_edit(
+            return await asyncio.to_thread(
+                to_workspace_edit,
                 result.changes,
-                current=documents,
+                current=buffers.get,
                 annotate=client_supports_annotations(self._ls),
                 disk=disk_text,
             )
         except EditConflict as exc:
-            diff = unified_diff(result.changes, root)
+            diff = await asyncio.to_thread(unified_diff, result.changes, root)
             self._log(
                 f"{spec.title}: the staged change that was not applied:\n{diff}",
                 types.MessageType.Warning,
@@ -217,7 +222,7 @@ class AgentRunner:
             edit = None
             if isinstance(result, EditResult):
                 # result.warnings were already shown: the loop sends them through the sink.
-                edit = self._edit(spec, result, documents, scope.root)
+                edit = await self._edit(spec, result, documents, scope.root)
             end_message = "Done"
             if edit is not None and edit.document_changes:
                 # The last report stays on screen while the editor shows its preview; the
