@@ -73,7 +73,7 @@ class SecretPrecheck:
             low in self.names
             or low.endswith(self._suffixes)
             or low.startswith(self._prefixes)
-            or any(piece in low for piece in self.inner)
+            or bool(self.inner and any(piece in low for piece in self.inner))
             or (self._loose is not None and self._loose.fullmatch(name) is not None)
         )
 

@@ -372,12 +372,13 @@ class Workspace:
         pattern = pattern.strip().removeprefix("./").lstrip("/")
         if not pattern:
             raise ToolError("pattern is empty; try e.g. '*.py' or 'src/**/*.ts'")
+        if pattern.startswith("**/") and "/" not in pattern[3:]:
+            pattern = pattern[3:]  # '**/*.py' is '*.py': the name alone, matched cheaper
         regex = glob_regex(pattern)
         disk, extra, _ = self._view_files(self.root)
-        whole = "/" in pattern  # else the file name is matched
-        return sorted(
-            {rel for rel in (*disk, *extra) if regex.match(rel if whole else rel.split("/")[-1])}
-        )
+        if "/" in pattern:
+            return sorted({rel for rel in (*disk, *extra) if regex.match(rel)})
+        return sorted({rel for rel in (*disk, *extra) if regex.match(rel[rel.rfind("/") + 1 :])})
 
     def grep(self, pattern: str, path: str | Path | None = None) -> GrepResult:
         """Lines matching a Python regex (searched literally when the regex is invalid).
