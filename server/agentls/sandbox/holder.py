@@ -225,7 +225,12 @@ def apply(op: list[Any]) -> None:
     else:
         raise OSError(22, f"unknown change {kind!r}")
     parent, name = os.path.split(rel)
-    os.makedirs(parent, exist_ok=True)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        if _link_on_the_way(parent):
+            raise OSError(exc.errno, "a link on its way leads outside the sandbox") from exc
+        raise
     # Write beside and rename: replaces a link instead of writing through it.
     tmp = os.path.join(parent, f".{name}.agentls-tmp")
     with open(tmp, "wb") as f:
@@ -235,6 +240,16 @@ def apply(op: list[Any]) -> None:
     if mtime is not None:
         os.utime(tmp, ns=(mtime, mtime))
     os.replace(tmp, rel)
+
+
+def _link_on_the_way(path: str) -> bool:
+    """Whether a component of ``path`` (absolute, in the view) is a symbolic link."""
+    current = ""
+    for part in path.strip("/").split("/"):
+        current += "/" + part
+        if os.path.islink(current):
+            return True
+    return False
 
 
 def serve(holder: Holder) -> None:

@@ -43,6 +43,7 @@ class Listing:
     passthrough: list[str] = field(default_factory=list)
     secrets: int = 0  # secret files and links among the visible names (counted, not named)
     links_out: list[str] = field(default_factory=list)  # links that leave the workspace
+    dirs: list[str] = field(default_factory=list)  # visible directories ("" is the root)
     source: str = "git"  # or "walk"
 
 
@@ -87,7 +88,8 @@ def _names(process: subprocess.Popen[bytes] | None, timeout: float = 120) -> lis
 
 
 def _find_argv(root: Path, prune: list[str]) -> list[str] | None:
-    """``find`` printing links, special files and nested ``.git`` entries as ``TYPE PATH``."""
+    """``find`` printing directories, links, special files and nested ``.git`` entries as
+    ``TYPE PATH``."""
     find = shutil.which("find")
     if find is None:
         return None
@@ -113,6 +115,9 @@ def _find_argv(root: Path, prune: list[str]) -> list[str] | None:
         "-prune",
         "-o",
         "(",
+        "-type",
+        "d",
+        "-o",
         "-type",
         "l",
         "-o",
@@ -141,6 +146,7 @@ def _walk(root: Path, passthrough: set[str], out: Listing) -> tuple[list[str], l
     stack = [""]
     while stack:
         rel_dir = stack.pop()
+        out.dirs.append(rel_dir)
         try:
             entries = list(os.scandir(root / rel_dir if rel_dir else root))
         except OSError:
@@ -237,9 +243,11 @@ def list_view(root: Path, secrets: SecretFiles) -> Listing:
         visible: set[str] | None = None
         for line in found_names:
             kind, _, rel = line.partition(" ")
-            if not rel:
-                continue  # the root itself
-            if kind == "l":
+            if kind == "d" and rel != ".git" and not rel.endswith("/.git"):
+                out.dirs.append(rel)  # "" is the root
+            elif not rel:
+                continue
+            elif kind == "l":
                 visible = set(files) if visible is None else visible
                 if rel in visible:  # links in hidden trees stay hidden with them
                     links.append(rel)
@@ -272,4 +280,13 @@ def list_view(root: Path, secrets: SecretFiles) -> Listing:
             out.secrets += 1
             out.hidden.add(rel)
     out.hidden = set(topmost(out.hidden))
+    out.dirs = [d for d in out.dirs if not _under(d, out.hidden)]
     return out
+
+
+def _under(rel: str, hidden: set[str]) -> bool:
+    """Whether ``rel`` is a hidden path or inside one."""
+    if not rel:
+        return False
+    parts = rel.split("/")
+    return any("/".join(parts[:depth]) in hidden for depth in range(1, len(parts) + 1))

@@ -9,9 +9,12 @@ namespaces and get the merged view at the workspace path in their new root, as t
 * Staged edits are written into the view by the holder, in a child chrooted into it (a link
   in the view cannot lead a write anywhere else); a file no longer staged gets the
   workspace's own content back, unless it is hidden (a secret never comes back).
-* Before each command the workspace is listed again (the lower layer is the live workspace,
-  so a secret file created meanwhile is hidden too) and, when something new must be hidden,
-  the view is mounted afresh; the upper layer carries over.
+* Before each command the view is checked against the live workspace (the lower layer): every
+  new entry (a secret file created meanwhile, a socket, a new ignored directory) changes the
+  modification time of its directory, so when any visible directory changed since the last
+  listing, the workspace is listed again and, when something new must be hidden, the view is
+  mounted afresh (the upper layer carries over). A few thousand ``stat`` calls instead of a
+  listing when nothing changed.
 * Closing kills the holder: the namespaces, the mounts and the tmpfs with the upper layer go
   with it, and so do they if the server dies (the holder exits at EOF on its stdin).
 """
@@ -43,7 +46,9 @@ __all__ = ["HOLDER_PATH", "OverlayUnavailable", "OverlayView", "overlay_possible
 
 HOLDER_PATH = Path(__file__).with_name("holder.py")
 REPLY_TIMEOUT = 60.0  # seconds a holder may take to answer (a remount with many whiteouts)
-FRESH = 1.0  # a listing younger than this (seconds) is not repeated before a command
+# A directory changed less than this before its listing began may have changed during it
+# (timestamps come from a coarse clock; a network file system's clock may lag a little).
+RACY_NS = 1_000_000_000
 
 
 class OverlayUnavailable(SandboxError):
@@ -74,7 +79,8 @@ class OverlayView:
         self.passthrough: list[str] = []
         self.userns = True
         self.on_tmpfs = True
-        self.listed_at = 0.0
+        self._dirs: dict[str, int] = {}  # visible directory -> its mtime when listed
+        self._racy = True  # some directory changed around the last listing: list again
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()  # the holder's pipe: one request at a time
         self._closed = False
@@ -96,10 +102,7 @@ class OverlayView:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self, stop: threading.Event) -> None:
-        """List the workspace, start the holder and mount the view (blocking; in a thread)."""
-        listing = list_view(self.root, self.secrets)
-        if stop.is_set():
-            return
+        """Start the holder, list the workspace meanwhile, mount the view (blocking)."""
         (self.base / "layers").mkdir(exist_ok=True)
         options = {
             "lower": os.path.realpath(self.root),
@@ -122,6 +125,15 @@ class OverlayView:
                 )
             except OSError as exc:
                 raise OverlayUnavailable(f"cannot start the overlay holder: {exc}") from exc
+        try:
+            listing = self._list()  # while the holder starts
+        except BaseException:
+            self.close()
+            raise
+        if stop.is_set():
+            self.close()
+            return
+        with self._lock:
             ready = self._reply()
         if not ready.get("ok"):
             self.close()
@@ -179,24 +191,46 @@ class OverlayView:
 
     # -- what is hidden ----------------------------------------------------------------------
 
+    def _list(self) -> Listing:
+        """List the workspace and note its visible directories' modification times."""
+        began = time.time_ns()
+        listing = list_view(self.root, self.secrets)
+        self._dirs = self._stat_dirs(listing.dirs)
+        # Changed around the listing: the listing may have missed what changed; list again
+        # before the next command.
+        self._racy = any(m >= began - RACY_NS for m in self._dirs.values())
+        return listing
+
+    def _stat_dirs(self, dirs: Sequence[str]) -> dict[str, int]:
+        top = str(self.root)
+        found: dict[str, int] = {}
+        for rel in dirs:
+            try:
+                found[rel] = os.stat(os.path.join(top, rel) if rel else top).st_mtime_ns
+            except OSError:
+                found[rel] = -1
+        return found
+
+    def changed(self) -> bool:
+        """Whether an entry may have appeared in the workspace since the last listing."""
+        return self._racy or self._stat_dirs(list(self._dirs)) != self._dirs
+
     def _use(self, listing: Listing, remount: bool = False) -> None:
         hidden = topmost([*self.hidden, *listing.hidden])
         self.passthrough = listing.passthrough
         self.stats.skipped_secrets = listing.secrets
         self.stats.skipped_links = list(listing.links_out)
-        self.listed_at = time.monotonic()
         if remount or hidden != self.hidden:
             # Hidden paths only ever grow: a path once hidden stays hidden for the run.
             self._request({"op": "mount", "hide": hidden})
             self.hidden = hidden
 
     def refresh(self) -> None:
-        """List the workspace again before a command; hide whatever new needs hiding."""
+        """Before a command: if the workspace changed, list it again and hide what is new."""
         if not self.alive():
             raise SandboxError("the sandbox's overlay view is gone (its holder exited)")
-        if time.monotonic() - self.listed_at < FRESH:
-            return
-        self._use(list_view(self.root, self.secrets))
+        if self.changed():
+            self._use(self._list())
 
     def _is_hidden(self, rel: str) -> bool:
         return any(rel == h or rel.startswith(h + "/") for h in self.hidden)
