@@ -47,6 +47,9 @@ class Reply:
     cached_tokens: int | None = None  # OpenAI: usage.prompt_tokens_details / timings.cache_n
     stream_error: str = ""  # after the first chunk, send an in-stream error object and stop
     raw_body: str | None = None  # stream this text verbatim instead of a generated stream
+    # Reasoning the server split off, streamed before the content: Ollama's message.thinking,
+    # llama-server's / vLLM's delta.reasoning_content.
+    thinking: str = ""
     done_reason: str | None = None  # override Ollama done_reason / OpenAI finish_reason
     # Streams that never end (until the client leaves, or MAX_HANG_SECONDS): after the content,
     # `endless` sends ENDLESS_TOKEN chunks without pause (a server ignoring max_tokens);
@@ -240,6 +243,10 @@ class ScriptedModelServer:
     def _truncates(self) -> bool:
         """Whether a prompt over the loaded window is cut silently (not refused)."""
         return self.flavour in ("lmstudio", "ollama")
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), max(size, 1))]
 
 
 def _content_pieces(reply: Reply) -> list[str]:
@@ -603,6 +610,9 @@ class _Handler(BaseHTTPRequestHandler):
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             return _dumps({"model": model, "created_at": stamp, "message": message, **extra}) + "\n"
 
+        for piece in _pieces(reply.thinking, reply.chunk_size):
+            chunks += 1
+            yield line({"role": "assistant", "content": "", "thinking": piece}, done=False)
         for piece in _content_pieces(reply):
             chunks += 1
             yield line({"role": "assistant", "content": piece}, done=False)
@@ -690,6 +700,10 @@ class _Handler(BaseHTTPRequestHandler):
         # The role-only event goes out with the first real chunk, so that "after the first
         # chunk" (hang, delay) means after the client saw some content.
         prefix = event([delta({"role": "assistant", "content": ""})])
+        for piece in _pieces(reply.thinking, reply.chunk_size):
+            chunks += 1
+            yield prefix + event([delta({"reasoning_content": piece})])
+            prefix = ""
         for piece in _content_pieces(reply):
             chunks += 1
             yield prefix + event([delta({"content": piece})])

@@ -145,6 +145,30 @@ async def test_an_explanation_streams_its_text_and_thinking_apart(
     assert kinds[-1] == "Finished"
 
 
+@pytest.mark.parametrize("backend", ["ollama", "openai"])
+async def test_thinking_the_server_split_off_streams_as_thinking_never_as_answer(
+    scripted_model: ScriptedModelServer, project: Path, backend: str
+) -> None:
+    # Ollama's message.thinking and llama-server's / vLLM's delta.reasoning_content.
+    answer = "`total` adds the items."
+    scripted_model.script([Reply(thinking="Loop over indices; sum.", content=answer)])
+    sink = Sink()
+    ctx = make_ctx(scripted_model, project, sink)
+    if backend == "openai":
+        settings = Settings(
+            backend="openai", base_url=scripted_model.openai_url, model="gemma4:12b-it-qat"
+        )
+        ctx = TaskContext(
+            root=project, settings=settings, backend=make_backend(settings), progress=sink
+        )
+    result = await run_explain(ctx, TaskRequest(project / "stats.py"))
+    await ctx.backend.aclose()
+
+    assert "".join(d.text for d in sink.of(ev.ThinkingDelta)) == "Loop over indices; sum."
+    assert "".join(d.text for d in sink.of(ev.TextDelta)) == answer
+    assert result.markdown == answer
+
+
 async def test_a_constrained_json_reply_streams_no_text(
     scripted_model: ScriptedModelServer, project: Path
 ) -> None:

@@ -134,9 +134,8 @@ class ModelCaller:
                 _emit(sink, turn, answer.feed(chunk.text))
             # Backends that split thinking off (Ollama's `thinking`, OpenAI-style
             # `reasoning_content`) may hand it over beside the text.
-            thinking = getattr(chunk, "thinking", "")
-            if thinking:
-                sink.on_event(ev.ThinkingDelta(turn, thinking))
+            if chunk.thinking:
+                sink.on_event(ev.ThinkingDelta(turn, chunk.thinking))
             sink.on_event(ev.Generating(turn, chunk.completion_tokens, chunk.elapsed))
 
         response = await self.backend.chat(request, on_chunk)

@@ -413,7 +413,11 @@ class HTTPChatBackend(ABC):
                             if meter.estimate > meter.limit:
                                 raise self._runaway(meter)
                             if on_event is not None:
-                                on_event(StreamEvent(piece.text, meter.chunks, meter.elapsed()))
+                                on_event(
+                                    StreamEvent(
+                                        piece.text, meter.chunks, meter.elapsed(), piece.thinking
+                                    )
+                                )
                     if parser.done:
                         break
         except httpx.HTTPError as exc:

@@ -86,6 +86,9 @@ class StreamEvent:
     text: str
     completion_tokens: int
     elapsed: float
+    # Reasoning the server split off (Ollama's `thinking`, OpenAI-compatible `reasoning_content`):
+    # shown to the user as thinking, never part of the answer.
+    thinking: str = ""
 
 
 StreamCallback = Callable[[StreamEvent], None]
