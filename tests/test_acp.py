@@ -203,6 +203,17 @@ async def test_module_split_is_written_through_the_client_after_consent(
     done = {u.tool_call_id: u.status for u in client.of(ToolCallProgress) if u.status}
     assert all(done.get(i) == "completed" for i in starts), done
     assert "Moved mean to averages.py." in client.text()
+    # Each edit's card shows its own diff as it is staged, before the consent request.
+    card_diffs = [
+        c
+        for u in client.of(ToolCallProgress)
+        if u.tool_call_id != asked.tool_call.tool_call_id
+        for c in u.content or []
+        if getattr(c, "type", None) == "diff"
+    ]
+    new_module = [c for c in card_diffs if Path(c.path).name == "averages.py"]
+    assert new_module and new_module[0].old_text is None and "def mean" in new_module[0].new_text
+    assert any(Path(c.path).name == "stats.py" and c.old_text == SOURCE for c in card_diffs)
 
 
 async def test_a_rejected_permission_changes_nothing(

@@ -28,6 +28,7 @@ from acp import (
     start_tool_call,
     text_block,
     tool_content,
+    tool_diff_content,
     update_agent_message_text,
     update_agent_thought_text,
     update_tool_call,
@@ -226,7 +227,14 @@ class SessionUpdates:
         locations = None
         if event.edits:
             staged = ", ".join(edit.describe() for edit in event.edits)
-            content.insert(0, _text(f"Staged (not written yet): {staged}"))
+            # Each edit's diff on its card; the consent request at the end shows them all again.
+            diffs = [
+                tool_diff_content(
+                    str(self.root / e.path), e.new_text, None if e.created else e.old_text
+                )
+                for e in event.edits
+            ]
+            content = [_text(f"Staged (not written yet): {staged}"), *diffs, *content]
             locations = [ToolCallLocation(path=str(self.root / edit.path)) for edit in event.edits]
         self.send(
             update_tool_call(

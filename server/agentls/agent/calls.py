@@ -90,7 +90,9 @@ def staged_edits(view: StagedView | None, before: Snapshot) -> tuple[StagedEdit,
         if old == new:
             continue
         added, removed = line_counts(old, new)
-        edits.append(StagedEdit(view.rel(path), added, removed, created=original is None))
+        edits.append(
+            StagedEdit(view.rel(path), added, removed, original is None, old_text=old, new_text=new)
+        )
     return tuple(edits)
 
 

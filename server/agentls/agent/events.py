@@ -11,7 +11,7 @@ Events are frozen: a sink may keep them (tests do) without seeing them change la
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -83,6 +83,10 @@ class StagedEdit:
     added: int
     removed: int
     created: bool = False  # the file did not exist before the run
+    # The staged text before and after the call, for front ends that show a diff per edit
+    # (ACP's diff content). Shared with the staged view, not copied; left out of repr.
+    old_text: str = field(default="", repr=False, compare=False)
+    new_text: str = field(default="", repr=False, compare=False)
 
     def describe(self) -> str:
         """``geo.py (+3 \u22121)`` (a minus sign), as progress shows it."""
