@@ -8,14 +8,18 @@ The work happens in small modules named for their job: ``lsp_runner`` (one agent
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections.abc import Generator
 from concurrent.futures import Future
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol.language_server import lsp_method
 
 from agentls import __version__, protocol
 from agentls.lsp_code_actions import ALL_KINDS, code_actions
@@ -31,6 +35,7 @@ from agentls.lsp_status import backend_status
 from agentls.lsp_transport import AgentProtocol
 from agentls.protocol import (
     CommandResultJson,
+    ProgressToken,
     ProtocolError,
     StatusResultJson,
 )
@@ -40,6 +45,23 @@ from agentls.tasks.registry import TASKS, TaskSpec
 log = logging.getLogger(__name__)
 
 REQUEST_FAILED = types.LSPErrorCodes.RequestFailed.value  # -32803
+
+# The workDoneToken of the workspace/executeCommand being handled. ExecuteCommandParams carry
+# one (LSP's WorkDoneProgressParams), but pygls hands a command handler its arguments only; the
+# handler's task is created while this is set, so it sees its own request's token.
+_COMMAND_TOKEN: ContextVar[ProgressToken | None] = ContextVar("command_token", default=None)
+
+
+class CommandProtocol(AgentProtocol):
+    """AgentProtocol that keeps the client's work-done token of workspace/executeCommand, so a
+    client can follow (and key streamed text by) a token it made instead of one we create."""
+
+    @lsp_method(types.WORKSPACE_EXECUTE_COMMAND)
+    def lsp_workspace__execute_command(
+        self, params: types.ExecuteCommandParams
+    ) -> Generator[Any, Any, Any]:
+        _COMMAND_TOKEN.set(params.work_done_token)
+        return (yield from super().lsp_workspace__execute_command(params))
 
 
 class AgentLanguageServer(LanguageServer):
@@ -52,7 +74,7 @@ class AgentLanguageServer(LanguageServer):
             "agentls",
             __version__,
             text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
-            protocol_cls=AgentProtocol,
+            protocol_cls=CommandProtocol,
         )
         self.settings_state = SettingsState()
         self.runner = AgentRunner(self, lambda: self.settings_state.settings)
@@ -146,6 +168,9 @@ async def handle_command(
     try:
         params = protocol.parse_command_args(args)
         path = params.path()
+        token = _COMMAND_TOKEN.get()
+        if token is not None:  # the client's own token (else LspProgress creates one)
+            params = dataclasses.replace(params, work_done_token=token)
     except ProtocolError as exc:
         # Malformed arguments are the client's mistake, not a failed run: InvalidParams, as
         # for the agent/* requests (a result with ok: false would read as a run that failed).
