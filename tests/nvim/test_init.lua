@@ -1,9 +1,11 @@
--- Headless Neovim driver for tests/test_neovim.py: loads editors/nvim/agentls.lua exactly as
--- docs/neovim.md tells users to, then does what a user does. Exit 0 = pass; on failure
--- everything seen (messages, progress, the error) is in $AGENTLS_NVIM_LOG.
+-- Headless Neovim driver for tests/test_neovim.py: installs the plugin the way a plugin
+-- manager does (the repository on 'runtimepath', so plugin/agentls.lua is sourced at startup)
+-- and calls require("agentls").setup{} as docs/neovim.md says, then does what a user does.
+-- Runs on Neovim 0.7 (Debian's) and 0.10+. Exit 0 = pass; on failure everything seen
+-- (messages, progress, the error) is in $AGENTLS_NVIM_LOG.
 --
--- Environment: AGENTLS_NVIM_DIR (editors/nvim), AGENTLS_PYTHON, AGENTLS_MODEL_URL,
--- AGENTLS_NVIM_LOG, AGENTLS_STREAMING_FLAG.
+-- Environment: AGENTLS_REPO (the repository), AGENTLS_PYTHON, AGENTLS_MODEL_URL,
+-- AGENTLS_NVIM_LOG.
 
 local log_path = assert(os.getenv("AGENTLS_NVIM_LOG"), "AGENTLS_NVIM_LOG not set")
 local function log(...)
@@ -17,7 +19,8 @@ local function log(...)
   f:close()
 end
 
-package.path = os.getenv("AGENTLS_NVIM_DIR") .. "/?.lua;" .. package.path
+-- What lazy.nvim, packer and vim.pack do with the repository.
+vim.opt.runtimepath:prepend(assert(os.getenv("AGENTLS_REPO"), "AGENTLS_REPO not set"))
 local agentls = require("agentls")
 
 -- The user's configuration, as in docs/neovim.md.
@@ -29,6 +32,10 @@ agentls.setup({
     model = "gemma4:12b-it-qat",
   },
 })
+
+local function active_clients(filter)
+  return (vim.lsp.get_clients or vim.lsp.get_active_clients)(filter or {})
+end
 
 -- Record what the user would see.
 vim.notify = function(msg, level)
@@ -43,33 +50,50 @@ end
 -- Progress as a statusline would read it, per token: { title, begun, done, message }; `runs`
 -- lists them in the order they began, so two runs with the same title stay apart.
 local progress, runs = {}, {}
-vim.api.nvim_create_autocmd("User", {
-  pattern = "LspProgressUpdate",
-  callback = function()
-    for _, client in ipairs(vim.lsp.get_active_clients()) do
-      for token, p in pairs(client.messages.progress) do
-        if p.title then
-          local seen = progress[token]
-          if not seen then
-            seen = { title = p.title }
-            progress[token] = seen
-            runs[#runs + 1] = seen
-            log("progress begin", p.title, p.message or "")
+local function seen_progress(key, title, message, done)
+  local seen = progress[key]
+  if not seen and title then
+    seen = { title = title }
+    progress[key] = seen
+    runs[#runs + 1] = seen
+    log("progress begin", title, message or "")
+  end
+  if not seen then
+    return
+  end
+  if done and not seen.done then
+    log("progress end", seen.title, message or "")
+  end
+  seen.done = done
+  seen.message = message or seen.message
+  local line = agentls.progress()
+  if line then
+    log("statusline", line)
+  end
+end
+if vim.fn.exists("##LspProgress") == 1 then -- 0.10+
+  vim.api.nvim_create_autocmd("LspProgress", {
+    callback = function(args)
+      local params = args.data.params
+      local value = params.value
+      local key = tostring(args.data.client_id) .. ":" .. tostring(params.token)
+      seen_progress(key, value.title, value.message, value.kind == "end")
+    end,
+  })
+else -- 0.7 .. 0.9
+  vim.api.nvim_create_autocmd("User", {
+    pattern = "LspProgressUpdate",
+    callback = function()
+      for _, client in ipairs(active_clients()) do
+        for token, p in pairs(client.messages.progress) do
+          if p.title then
+            seen_progress(client.id .. ":" .. tostring(token), p.title, p.message, p.done)
           end
-          if p.done and not seen.done then
-            log("progress end", p.title, p.message or "")
-          end
-          seen.done = p.done
-          seen.message = p.message
         end
       end
-    end
-    local line = agentls.progress()
-    if line then
-      log("statusline", line)
-    end
-  end,
-})
+    end,
+  })
+end
 
 -- The n-th run (in the order they began) with this progress title.
 local function run_titled(title, n)
@@ -99,7 +123,7 @@ local function run()
   log("file", vim.api.nvim_buf_get_name(bufnr), "filetype", vim.bo[bufnr].filetype)
   local client
   wait(15000, function()
-    client = vim.lsp.get_active_clients({ name = "agentls" })[1]
+    client = active_clients({ name = "agentls" })[1]
     return client ~= nil and client.initialized and vim.lsp.buf_is_attached(bufnr, client.id)
   end, "the agentls client to start and attach")
   log("attached", client.name, "root", client.config.root_dir)
@@ -171,18 +195,19 @@ local function run()
     error("the explanation did not open beside calc.py")
   end
 
-  -- 4. Cancel: a range explain whose model never finishes, then :AgentCancel.
+  -- 4. Cancel: a range explain whose model writes a little, then never finishes; :AgentCancel.
   vim.cmd("1,2AgentExplain")
   local explain
   wait(15000, function()
     explain = run_titled("Agent: Explain", 2)
     return explain ~= nil
   end, "the second explain's progress to begin")
-  -- The pytest touches this file once the model server holds the explain's stream open.
-  local streaming = os.getenv("AGENTLS_STREAMING_FLAG")
+  -- Its first words in a split of their own: the model's stream is open, and held open.
+  local stream
   wait(15000, function()
-    return vim.loop.fs_stat(streaming) ~= nil
-  end, "the model server to receive the explain (" .. streaming .. ")")
+    stream = agentls.streamed[#agentls.streamed]
+    return stream ~= nil and not stream.done and buffer_text(stream.bufnr) == "total adds"
+  end, "the second explain to stream its first words into a split")
   vim.cmd("AgentCancel")
   local cancelled = agentls.last and agentls.last.cancelled and agentls.last.kind == "explain"
   wait(15000, function()
@@ -191,6 +216,11 @@ local function run()
   log("explain progress ended with", explain.message, "cancelled", cancelled)
   if explain.message ~= "Cancelled" or not cancelled then
     error("the explain was not cancelled")
+  end
+  local left = buffer_text(stream.bufnr)
+  log("cancelled split shows", (left:gsub("\n", "\\n")))
+  if left ~= "total adds\n\n*Cancelled.*" then
+    error("the split of the cancelled explain does not say so")
   end
   log("PASS")
 end
