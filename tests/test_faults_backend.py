@@ -53,8 +53,11 @@ EXIT_BOUND = 30.0
 
 
 def hostile_options(url: str, **extra: Any) -> dict[str, Any]:
-    """Tight limits: 3 s of silence between chunks, 64 tokens per reply, 4 model calls."""
-    return model_options(url, requestTimeout=3, maxOutputTokens=64, maxTurns=4, **extra)
+    """Tight limits: 3 s of silence between chunks, 20 s per model call in all (keep-alives
+    reset only the first), 64 tokens per reply, 4 model calls."""
+    return model_options(
+        url, requestTimeout=3, modelCallTimeout=20, maxOutputTokens=64, maxTurns=4, **extra
+    )
 
 
 def open_calc(server: RawServer, tmp_path: Path) -> str:
