@@ -20,9 +20,9 @@ from agentls.agent.tools.base import schema_of, signature
 from agentls.agent.workspace import Workspace
 from agentls.llm.types import Message, ToolCall
 from agentls.settings import Settings
+from agentls.skills import BUILTIN_DIR
 
 GOLDEN = Path(__file__).parent / "golden" / "prompt_prefix.json"
-SKILLS = Path(__file__).parent.parent / "server" / "agentls" / "skills" / "builtin"
 
 
 def registries(root: Path) -> dict[str, ToolRegistry]:
@@ -156,12 +156,13 @@ def test_argument_names_in_the_prompt_exist_in_the_schemas() -> None:
     assert _identifiers(SYSTEM_PROMPT) <= ALL_ARGUMENTS, _identifiers(SYSTEM_PROMPT) - ALL_ARGUMENTS
 
 
-TOOL_SKILLS = ["edit-tool-for-small-models.md", "split-module-into-package.md", "rename-symbol.md"]
+# The shipped skills that tell the model how to call tools; a missing one fails, not skips.
+TOOL_SKILLS = ["edit-tool-for-small-models.md", "split-module-into-package.md"]
 
 
-@pytest.mark.parametrize("name", [n for n in TOOL_SKILLS if (SKILLS / n).exists()])
+@pytest.mark.parametrize("name", TOOL_SKILLS)
 def test_tool_and_argument_names_in_skills_exist(name: str) -> None:
-    text = (SKILLS / name).read_text().split("---", 2)[2]
+    text = (BUILTIN_DIR / name).read_text().split("---", 2)[2]
     assert _identifiers(text) <= ALL_ARGUMENTS, _identifiers(text) - ALL_ARGUMENTS
     # `tool(` and `tool` with an argument list name real tools.
     for called in re.findall(r"`(\w+)\(", text):

@@ -1,10 +1,10 @@
 """Skills: short Markdown guidance for a task and language, chosen per request.
 
 A skill is a Markdown file with front matter (see ``docs/skills.md``). Three places hold them,
-later ones replacing earlier skills of the same name: the skills shipped in this package
-(``builtin/``), the user's config directory (``$XDG_CONFIG_HOME/agentls/skills``) and the
-workspace (``.agentls/skills/``). A folder holding a ``SKILL.md`` (pi / little-coder style) is a
-skill too.
+later ones replacing earlier skills of the same name: the skills shipped with agentls (``skills/``
+at the top of the repository, installed as ``agentls.skills_builtin``), the user's config
+directory (``$XDG_CONFIG_HOME/agentls/skills``) and the workspace (``.agentls/skills/``). A
+folder holding a ``SKILL.md`` (pi / little-coder style) is a skill too.
 
 The chosen skills' text goes into the first user message, never into the system prompt: the
 system prompt and tool schemas are the cached prefix and must stay byte-identical.

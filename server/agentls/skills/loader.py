@@ -6,6 +6,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -21,9 +22,23 @@ SkillSource = Literal["builtin", "user", "workspace"]
 # Lowest precedence first: a later source's skill replaces an earlier one of the same name.
 SOURCES: tuple[SkillSource, ...] = ("builtin", "user", "workspace")
 TASKS = ("explain", "refactor", "tests")
-
-BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
 PI_SKILL_FILE = "SKILL.md"
+
+
+def shipped_skills_dir() -> Path:
+    """The folder of the skills shipped with agentls: ``skills/`` at the top of the repository,
+    installed (wheel or editable install) as the package ``agentls.skills_builtin``."""
+    try:
+        folder = resources.files("agentls.skills_builtin")
+    except ModuleNotFoundError:
+        # server/ on PYTHONPATH with no install that maps the package (how the tests start
+        # the server, or an install made before the skills moved): the checkout's own folder.
+        return Path(__file__).resolve().parents[3] / "skills"
+    # A regular package on disk (skills/__init__.py) is a real directory, not a zip member.
+    return Path(str(folder))
+
+
+BUILTIN_DIR = shipped_skills_dir()
 
 # The same prior as agent/context.py's estimator. It over-counts English prose a little (real
 # tokenizers give ~4 chars/token), which errs on the side of staying within the budget.
