@@ -282,3 +282,74 @@ def test_the_old_editors_nvim_setup_still_loads_the_plugin(nvim: str, tmp_path: 
         timeout=60,
     )
     assert proc.returncode == 0 and proc.stderr == "", proc.stdout + proc.stderr
+
+
+def test_the_plugins_own_venv_is_the_default_cmd(nvim: str, tmp_path: Path) -> None:
+    # A plugin manager's build step (docs/neovim.md) made .venv in the plugin's folder; a
+    # setup() without cmd starts the server from there. Here the venv's python is a link to
+    # the interpreter that has agentls.
+    plugin = tmp_path / "agentls"
+    shutil.copytree(REPO / "lua", plugin / "lua")
+    shutil.copytree(REPO / "plugin", plugin / "plugin")
+    (plugin / ".venv" / "bin").mkdir(parents=True)
+    venv_python = plugin / ".venv" / "bin" / "python"
+    venv_python.symlink_to(sys.executable)
+    code = (
+        f"vim.opt.runtimepath:prepend('{plugin}'); "
+        "local a = require('agentls'); a.setup({}); "
+        "local cmd = vim.deepcopy(a.options.cmd); table.insert(cmd, '--version'); "
+        "io.stdout:write(table.concat(a.options.cmd, ' '), '\\n', vim.fn.system(cmd))"
+    )
+    proc = subprocess.run(
+        [nvim, "--headless", "-n", "-i", "NONE", "-u", "NONE", "-c", f"lua {code}", "-c", "qa!"],
+        cwd=tmp_path,
+        env=nvim_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stderr == "", proc.stderr
+    assert proc.stdout.splitlines() == [f"{venv_python} -m agentls", f"agentls {__version__}"]
+
+
+def test_vim_lsp_config_and_enable_use_the_plugins_client_config(nvim: str, tmp_path: Path) -> None:
+    # docs/neovim.md's 0.11+ route: Neovim starts the client from the plugin's config.
+    if "v0.7." in nvim_version(nvim):
+        pytest.skip("vim.lsp.config is Neovim 0.11+")
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "calc"\n')
+    (root / "calc.py").write_text(CALC)
+    init = tmp_path / "init.lua"
+    init.write_text(
+        f"""
+vim.opt.runtimepath:prepend("{REPO}")
+local agentls = require("agentls")
+agentls.options = agentls.resolve({{
+  cmd = {{ "{sys.executable}", "-m", "agentls" }},
+  settings = {{ backend = "ollama", baseUrl = "http://127.0.0.1:{closed_port()}" }},
+}})
+vim.lsp.config("agentls", agentls.client_config())
+vim.lsp.enable("agentls")
+vim.api.nvim_create_autocmd("VimEnter", {{ callback = function() vim.schedule(function()
+  local client
+  vim.wait(15000, function()
+    client = vim.lsp.get_clients({{ name = "agentls", bufnr = 0 }})[1]
+    return client ~= nil and client.initialized
+  end, 20)
+  io.stdout:write(client and client.config.root_dir or "(no client)", " ",
+    tostring(client and client.handlers["agent/textDelta"] ~= nil), " ",
+    vim.fn.exists(":AgentExplain"), "\\n")
+  vim.cmd("qall!")
+end) end }})
+"""
+    )
+    proc = subprocess.run(
+        [nvim, "--headless", "-n", "-i", "NONE", "-u", str(init), "calc.py"],
+        cwd=root,
+        env=nvim_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stdout.split() == [str(root), "true", "2"], proc.stdout + proc.stderr

@@ -169,6 +169,8 @@ local function check_server(report, cmd)
     "Install agentls into the interpreter cmd names: <that python> -m pip install agentls "
       .. "(from a clone: pip install -e .)",
     "or set cmd in require('agentls').setup({ cmd = { '/path/to/venv/bin/python', '-m', 'agentls' } })",
+    string.format("or give the plugin its own environment (used when cmd is not set): cd %s && "
+      .. "python3 -m venv .venv && .venv/bin/pip install .", require("agentls").root),
   }
   local version_cmd = base_cmd(cmd)
   version_cmd[#version_cmd + 1] = "--version"

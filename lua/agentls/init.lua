@@ -21,7 +21,8 @@ M.name = "agentls"
 
 M.defaults = {
   -- How to start the server: an interpreter that has agentls installed (a virtualenv's
-  -- python works too), or { "agentls" } when the console script is on PATH.
+  -- python works too), or { "agentls" } when the console script is on PATH. Left out: the
+  -- plugin's own .venv when its build step made one (see docs/neovim.md), else python3.
   cmd = { "python3", "-m", "agentls" },
   -- Buffers of these filetypes start (or join) the server when opened.
   filetypes = { "python", "javascript", "typescript", "go", "rust", "lua", "c", "cpp", "java" },
@@ -49,7 +50,6 @@ M.default_keymaps = {
   status = "<leader>as",
 }
 
-M.options = vim.deepcopy(M.defaults)
 M.did_setup = false
 
 -- ---- state shared by the modules -----------------------------------------------------------
@@ -97,10 +97,26 @@ local function check_options(opts)
   end
 end
 
+-- The repository this file was installed from (lua/agentls/init.lua -> the root).
+M.root = vim.fn.fnamemodify(debug.getinfo(1, "S").source:gsub("^@", ""), ":p:h:h:h")
+
+--- The interpreter of the plugin's own virtual environment (made by the plugin manager's build
+--- step: `python3 -m venv .venv && .venv/bin/pip install .`), or nil.
+function M.plugin_python()
+  for _, python in ipairs({ "/.venv/bin/python", "/.venv/Scripts/python.exe" }) do
+    if vim.fn.executable(M.root .. python) == 1 then
+      return M.root .. python
+    end
+  end
+end
+
 --- The options a table of user options gives, merged over the defaults (lists replaced).
 function M.resolve(opts)
   opts = opts or {}
   local merged = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts)
+  if opts.cmd == nil and M.plugin_python() then
+    merged.cmd = { M.plugin_python(), "-m", "agentls" }
+  end
   -- Lists are replaced, not merged index by index.
   for _, key in ipairs({ "cmd", "filetypes", "root_markers" }) do
     if opts[key] ~= nil then
@@ -158,6 +174,8 @@ function M.setup(opts)
     end
   end
 end
+
+M.options = M.resolve()
 
 -- ---- the public functions, kept here so `require("agentls").x` stays the one entry point ----
 
