@@ -18,7 +18,8 @@ from pygls.lsp.server import LanguageServer
 
 from agentls.agent.stats import Stats
 from agentls.edits import EditConflict, disk_text, to_workspace_edit, unified_diff
-from agentls.llm.types import BackendError, ChatBackend
+from agentls.errors import AgentlsError, message_and_hint
+from agentls.llm.types import ChatBackend
 from agentls.lsp_documents import (
     DocumentScope,
     OutsideWorkspace,
@@ -33,7 +34,6 @@ from agentls.tasks.base import (
     EditResult,
     ExplainResult,
     TaskContext,
-    TaskError,
     TaskRequest,
 )
 from agentls.tasks.registry import TaskSpec
@@ -41,18 +41,13 @@ from agentls.tasks.registry import TaskSpec
 log = logging.getLogger(__name__)
 
 
-class RunFailure(Exception):
-    """A run that failed for a reason the user can act on."""
+class RunFailure(AgentlsError):
+    """A run that failed for a reason the user can act on, as the LSP front end reports it."""
 
     def __init__(self, message: str, hint: str = "", data: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+        super().__init__(message, hint)
         # Extra fields for the JSON-RPC error's data (e.g. the staged diff nobody applied).
         self.data: dict[str, Any] = data or {}
-
-    def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
 
 
 @dataclass
@@ -89,13 +84,9 @@ def describe_failure(exc: BaseException) -> RunFailure:
     """Message and hint for any failure, looking through wrapped backend errors."""
     if isinstance(exc, RunFailure):
         return exc
-    if isinstance(exc, BackendError):
-        return RunFailure(exc.message, exc.hint)
-    if isinstance(exc, TaskError) and isinstance(exc.__cause__, BackendError):
-        cause = exc.__cause__
-        return RunFailure(str(exc) or cause.message, getattr(exc, "hint", "") or cause.hint)
-    if isinstance(exc, TaskError):
-        return RunFailure(str(exc), str(getattr(exc, "hint", "") or ""))
+    described = message_and_hint(exc)
+    if described is not None:
+        return RunFailure(*described)
     if isinstance(exc, EditConflict):
         return RunFailure(
             f"The document changed where the agent wanted to edit it; nothing was applied. {exc}",
@@ -236,7 +227,7 @@ class AgentRunner:
             raise  # so the model's HTTP stream closes and the request answers RequestCancelled
         except Exception as exc:
             failure = describe_failure(exc)
-            if not isinstance(exc, BackendError | TaskError | EditConflict | RunFailure):
+            if not isinstance(exc, AgentlsError | EditConflict):  # else a bug: its traceback
                 log.exception("%s failed", spec.name)
             self._log(f"{spec.title} failed: {failure}", types.MessageType.Error)
             if failure is exc:

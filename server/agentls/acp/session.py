@@ -28,6 +28,7 @@ from agentls.acp.permissions import Decision, ask, edit_call
 from agentls.acp.prompt import ContentBlock, PromptRequest, parse_prompt
 from agentls.acp.updates import SessionUpdates
 from agentls.edits import EditConflict, FileChange
+from agentls.errors import message_and_hint
 from agentls.llm.factory import make_backend
 from agentls.llm.types import BackendError, ChatBackend, Message
 from agentls.settings import Settings
@@ -49,13 +50,9 @@ OUTCOME_NOTES = {
 
 def failure_text(exc: BaseException) -> str:
     """What went wrong and the fix, for the user (the agent's message that ends the prompt)."""
-    hint = ""
-    if isinstance(exc, BackendError):
-        message, hint = exc.message, exc.hint
-    elif isinstance(exc, TaskError) and isinstance(exc.__cause__, BackendError):
-        message, hint = str(exc) or exc.__cause__.message, exc.__cause__.hint
-    elif isinstance(exc, TaskError):
-        message = str(exc)
+    described = message_and_hint(exc)
+    if described is not None:
+        message, hint = described
     else:
         message = f"Internal error: {type(exc).__name__}: {exc}"
         hint = "See agentls's log (stderr, in the editor's ACP log)."

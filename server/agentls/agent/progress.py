@@ -1,4 +1,4 @@
-"""Where the agent reports what it is doing, and how a run that cannot go on says why.
+"""Where the agent reports what it is doing (a run that cannot go on raises ``TaskError``).
 
 The loop emits typed events (:mod:`agentls.agent.events`); :class:`ProgressLines` turns them
 into the one-line progress a ``ProgressSink`` shows ("turn 2/20 · reading a.py · 31 tok/s"),
@@ -6,7 +6,8 @@ so a sink that only has ``report``/``warn`` keeps working, and a sink that wants
 too (the LSP progress, the CLI) adds ``on_event`` through :class:`EventProgress`.
 
 These live in ``agent`` (not ``tasks``) so the loop depends only on layers below it; ``tasks.base``
-re-exports them for the server and the CLI.
+re-exports them for the server and the CLI. ``TaskError`` is defined in ``agentls.errors`` and
+stays importable from here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from agentls.agent import events as ev
+from agentls.errors import TaskError as TaskError  # defined in the errors leaf
 
 # Characters of the model's running commentary a progress line shows (its newest words).
 COMMENTARY_CHARS = 60
@@ -35,10 +37,6 @@ class NullProgress:
 
     def warn(self, message: str) -> None:
         pass
-
-
-class TaskError(Exception):
-    """A task could not run (bad request, backend failure already explained)."""
 
 
 class ProgressLines:

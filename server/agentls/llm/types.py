@@ -6,6 +6,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+# The backends' errors are defined in the errors leaf; these names stay importable from here
+# (the same classes).
+from agentls.errors import BackendError as BackendError
+from agentls.errors import BackendHTTPError as BackendHTTPError
+from agentls.errors import BackendTimeout as BackendTimeout
+from agentls.errors import BackendUnreachable as BackendUnreachable
+from agentls.errors import ContextOverflow as ContextOverflow
+from agentls.errors import EmptyReply as EmptyReply
+from agentls.errors import ModelNotFound as ModelNotFound
+from agentls.errors import StreamBroken as StreamBroken
+from agentls.errors import StreamRunaway as StreamRunaway
+from agentls.errors import ToolsUnsupported as ToolsUnsupported
+
 Role = Literal["system", "user", "assistant", "tool"]
 
 
@@ -216,71 +229,3 @@ class LoadedContextSource(Protocol):
         """The window the server has loaded for the model; None when unknown. Probed once per
         model and cached; never raises."""
         ...
-
-
-class BackendError(Exception):
-    """A failure talking to the model server, with a hint that tells the user what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
-
-
-class BackendUnreachable(BackendError):
-    """The server is not running or refuses connections."""
-
-
-class ModelNotFound(BackendError):
-    """The configured (or any suitable) model is not available on the server."""
-
-
-class BackendTimeout(BackendError):
-    """The server did not answer in time."""
-
-
-class BackendHTTPError(BackendError):
-    """The server answered with an HTTP error status."""
-
-    def __init__(self, message: str, hint: str = "", status: int = 0) -> None:
-        super().__init__(message, hint)
-        self.status = status
-
-
-class StreamBroken(BackendError):
-    """The response stream ended early or carried garbage."""
-
-
-class StreamRunaway(BackendError):
-    """The model kept generating far past the reply cap (the server ignored ``max_tokens`` /
-    ``num_predict``, or counts differently): the client stopped the stream."""
-
-
-class ToolsUnsupported(BackendHTTPError):
-    """The server said the model cannot take native tools."""
-
-
-class ContextOverflow(BackendHTTPError):
-    """The prompt did not fit the context window the server loaded (refused, or truncated)."""
-
-    def __init__(
-        self,
-        message: str,
-        hint: str = "",
-        status: int = 0,
-        *,
-        window: int | None = None,
-        prompt_tokens: int | None = None,
-    ) -> None:
-        super().__init__(message, hint, status)
-        self.window = window
-        self.prompt_tokens = prompt_tokens
-
-
-class EmptyReply(BackendError):
-    """The server answered 200 with nothing: no text, no tool calls, zero tokens generated.
-
-    Local servers do this when the prompt fills the whole loaded window (no room to write)."""

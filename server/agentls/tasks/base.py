@@ -10,9 +10,9 @@ from typing import Any
 # Re-exported: the server and the CLI know these as parts of the task contract.
 from agentls.agent.progress import NullProgress as NullProgress
 from agentls.agent.progress import ProgressSink as ProgressSink
-from agentls.agent.progress import TaskError as TaskError
 from agentls.agent.stats import Stats
 from agentls.edits import FileChange
+from agentls.errors import TaskError as TaskError
 from agentls.llm.types import ChatBackend, Message
 from agentls.settings import Settings
 
