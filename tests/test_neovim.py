@@ -105,13 +105,14 @@ def nvim_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def report(proc: subprocess.CompletedProcess[str], log: Path, cache: Path) -> str:
-    """Everything that explains a failure: the driver's log, Neovim's output, the LSP log."""
+def report(proc: subprocess.CompletedProcess[str], log: Path, home: Path) -> str:
+    """Everything that explains a failure: the driver's log, Neovim's output, the LSP log
+    (in the cache on 0.7, in the state folder on 0.10+)."""
     parts = [f"nvim exited {proc.returncode}"]
     parts.append("--- driver log\n" + (log.read_text() if log.exists() else "(none)"))
     parts.append("--- nvim stdout\n" + proc.stdout[-4000:])
     parts.append("--- nvim stderr\n" + proc.stderr[-4000:])
-    for lsp_log in cache.rglob("lsp.log"):
+    for lsp_log in home.rglob("lsp.log"):
         parts.append(f"--- {lsp_log}\n" + lsp_log.read_text()[-6000:])
     return "\n".join(parts)
 
@@ -153,7 +154,7 @@ def test_code_action_and_commands_in_headless_neovim(
     except subprocess.TimeoutExpired as exc:
         proc = subprocess.CompletedProcess(exc.cmd, -9, str(exc.stdout), str(exc.stderr))
     elapsed = time.monotonic() - started
-    details = report(proc, log, cache)
+    details = report(proc, log, tmp_path / "home")
     assert proc.returncode == 0, details
 
     # What the user checks: the files on disk.
@@ -271,7 +272,12 @@ def test_the_old_editors_nvim_setup_still_loads_the_plugin(nvim: str, tmp_path: 
         "assert(vim.fn.exists(':AgentExplain') == 2 and vim.fn.exists(':AgentCancel') == 2); "
         "assert(require('agentls.health').check); "
         "assert(require('agentls.commands').TITLES.explain == 'Agent: Explain'); "
-        "assert(package.loaded['agentls'] == a)"
+        "assert(package.loaded['agentls'] == a); "
+        # Mappings: your own left-hand side, a default, one turned off.
+        "vim.g.mapleader = ' '; a.setup({ keymaps = { explain = '<Space>e', cancel = false } }); "
+        "assert(vim.fn.maparg('<Space>e', 'x') == ':AgentExplain<CR>'); "
+        "assert(vim.fn.maparg('<Space>ar', 'n') == ':AgentRefactor '); "
+        "assert(vim.fn.maparg('<Space>ax', 'n') == '')"
     )
     proc = subprocess.run(
         [nvim, "--headless", "-n", "-i", "NONE", "-u", "NONE", "-c", f"lua {code}", "-c", "qa!"],
