@@ -9,7 +9,7 @@ from pathlib import Path
 from pygls.uris import to_fs_path
 from pygls.workspace import Workspace
 
-from agentls.tasks.base import DocumentProvider, DocumentSnapshot
+from agentls.documents import DocumentProvider, DocumentSnapshot
 
 
 def _key(path: Path | str) -> str:
@@ -37,7 +37,7 @@ def open_documents(workspace: Workspace) -> DocumentProvider:
 
     def open_paths() -> list[Path]:
         # grep asks the provider about these files only, not about each of 50,000 (issue 13;
-        # see agentls.agent.workspace.DocumentProvider).
+        # see agentls.documents.DocumentProvider).
         return [
             Path(fs_path)
             for uri in list(workspace.text_documents)

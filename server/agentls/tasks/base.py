@@ -11,6 +11,9 @@ from typing import Any
 from agentls.agent.progress import NullProgress as NullProgress
 from agentls.agent.progress import ProgressSink as ProgressSink
 from agentls.agent.stats import Stats
+from agentls.documents import DocumentProvider as DocumentProvider
+from agentls.documents import DocumentSnapshot as DocumentSnapshot
+from agentls.documents import no_documents as no_documents
 from agentls.edits import FileChange
 from agentls.errors import TaskError as TaskError
 from agentls.llm.types import ChatBackend, Message
@@ -25,23 +28,6 @@ class TextRange:
     start_character: int
     end_line: int
     end_character: int
-
-
-@dataclass(frozen=True)
-class DocumentSnapshot:
-    """The text of an open document and the version the editor gave it."""
-
-    text: str
-    version: int | None
-
-
-# Returns the open buffer for a path, or None when the file is not open in the editor.
-DocumentProvider = Callable[[Path], DocumentSnapshot | None]
-
-
-def no_documents(_path: Path) -> DocumentSnapshot | None:
-    """A document provider for the CLI: nothing is open, everything comes from disk."""
-    return None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from agentls.agent.workspace import DocumentProvider, ToolError, Workspace
+from agentls.agent.workspace import ToolError, Workspace
+from agentls.documents import DocumentProvider
 from agentls.secret_files import SecretFiles
 from agentls.settings import DEFAULT_SECRET_FILES
 
