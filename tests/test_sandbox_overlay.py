@@ -503,7 +503,18 @@ async def test_the_helper_joins_the_view_itself(
         await sandbox.sync({"src/app.py": "staged\n"})
         cat = await sandbox.run("cat src/app.py private.txt")
         walk = await sandbox.run(f"{PYTEST} test_walk.py")
+        # No PID namespace here: the holder is in sight, yet its root (the host's) is not.
+        peek = (
+            "import os\ntry:\n"
+            f"    print('ROOT', os.listdir('/proc/{holder_pid(sandbox)}/root/etc'))\n"
+            "except OSError as exc:\n    print('NO ROOT', exc.strerror)\n"
+        )
+        await sandbox.sync(
+            {"src/app.py": "staged\n", "peek_test.py": f"def test_p():\n    exec({peek!r})\n"}
+        )
+        peeked = await sandbox.run(f"{PYTEST} peek_test.py")
         net = await sandbox.run(f'python3 -c "{code}"')
+    assert "NO ROOT Permission denied" in peeked.output, peeked.output
     assert cat.filesystem_protected and cat.output.startswith("staged\n"), cat.output
     assert "private.txt: No such file" in cat.output
     assert "SHADOW False" in net.output, net.output

@@ -9,10 +9,12 @@ lead to a secret, special files (FIFOs, sockets: a socket could reach a server o
 sandbox) and nested repositories; plus the pass-through directories (virtualenvs,
 ``node_modules``), shown as they are.
 
-The listing costs what ``git ls-files`` costs: three programs run side by side (tracked and
-untracked files; ignored entries, a whole ignored directory as one line; ``find`` for links
-and special files, pruning ``.git`` and the pass-through directories), and the secret check
-runs once over all names (:mod:`agentls.sandbox.secret_scan`).
+The listing costs about what ``git ls-files`` costs: three programs run side by side, writing
+into memory files (tracked and untracked files; ignored entries, a whole ignored directory as
+one line, not entered; ``find`` for directories, links and special files, pruning ``.git`` and
+the pass-through directories), and the secret check runs once over all names
+(:mod:`agentls.sandbox.secret_scan`). (``find`` cannot skip ignored trees itself: naming
+build directories to prune costs it more per entry than the walk it saves.)
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from agentls.sandbox.copy import PASSTHROUGH_NAMES, SKIP_DIRS, find_passthrough
 from agentls.sandbox.secret_scan import secret_paths, spans_containing
@@ -57,34 +61,67 @@ def topmost(paths: Iterable[str]) -> list[str]:
     return kept
 
 
-def _run(argv: list[str], cwd: Path) -> subprocess.Popen[bytes] | None:
-    try:
-        return subprocess.Popen(
+class _Program:
+    """A program writing NUL-separated names into temporary files (never a pipe, which
+    would stall it until read: the programs run side by side)."""
+
+    def __init__(self, argv: list[str], cwd: Path, extra: bool = False) -> None:
+        self.out = _memory_file()
+        self.extra = _memory_file() if extra else None
+        fds = (self.extra.fileno(),) if self.extra is not None else ()
+        argv = [a.replace("{extra}", f"/dev/fd/{fds[0]}") if fds else a for a in argv]
+        self.process = subprocess.Popen(
             argv,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=self.out,
             stderr=subprocess.DEVNULL,
+            pass_fds=fds,
         )
+
+    def names(self, timeout: float = 120) -> tuple[list[str], list[str]] | None:
+        """Its output and extra output, split, or None when it failed."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return None
+        try:
+            if self.process.returncode != 0:
+                return None
+            return _split(self.out), _split(self.extra) if self.extra is not None else []
+        finally:
+            self.out.close()
+            if self.extra is not None:
+                self.extra.close()
+
+
+def _memory_file() -> IO[bytes]:
+    """A file in memory (the disk may be slow and busy), else a temporary file."""
+    try:
+        return os.fdopen(os.memfd_create("agentls-listing"), "w+b")
+    except (AttributeError, OSError):
+        return tempfile.TemporaryFile()
+
+
+def _split(file: IO[bytes]) -> list[str]:
+    file.seek(0)
+    # One decode of the whole output (what os.fsdecode does per name, at C speed).
+    text = file.read().decode(sys.getfilesystemencoding(), "surrogateescape")
+    return [n for n in text.split("\0") if n]
+
+
+def _start(argv: list[str], cwd: Path, extra: bool = False) -> _Program | None:
+    try:
+        return _Program(argv, cwd, extra)
     except OSError:
         return None
 
 
-def _names(process: subprocess.Popen[bytes] | None, timeout: float = 120) -> list[str] | None:
-    """A started program's NUL-separated output, or None when it failed."""
-    if process is None:
-        return None
-    try:
-        out, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        return None
-    if process.returncode != 0:
-        return None
-    # One decode of the whole output (what os.fsdecode does per name, at C speed).
-    text = out.decode(sys.getfilesystemencoding(), "surrogateescape")
-    return [n for n in text.split("\0") if n]
+def _names(program: _Program | None) -> list[str] | None:
+    result = program.names() if program is not None else None
+    return result[0] if result is not None else None
 
 
 def _find_argv(root: Path, prune: list[str]) -> list[str] | None:
@@ -177,6 +214,17 @@ def _walk(root: Path, passthrough: set[str], out: Listing) -> tuple[list[str], l
     return files, links
 
 
+def _ending_with_slash(text: str) -> list[str]:
+    """The NUL-separated names in ``text`` that end with '/' (git's nested repositories)."""
+    found: list[str] = []
+    padded = text + "\0"
+    position = 0
+    while (index := padded.find("/\0", position)) >= 0:
+        found.append(padded[padded.rfind("\0", 0, index) + 1 : index + 1])
+        position = index + 2
+    return found
+
+
 def _hide_skipped(rel: str, out: Listing) -> bool:
     """Hide the topmost cache, version-control or deeper ``node_modules`` directory on
     ``rel``'s way, if any (the copy left their files out too)."""
@@ -202,9 +250,9 @@ def list_view(root: Path, secrets: SecretFiles) -> Listing:
     """What to hide from, and pass through into, the view of workspace ``root``."""
     git = shutil.which("git")
     base = [git, "-C", str(root), "ls-files", "-z"] if git else []
-    listed = _run([*base, "--cached", "--others", "--exclude-standard"], root) if git else None
+    listed = _start([*base, "--cached", "--others", "--exclude-standard"], root) if git else None
     ignored = (
-        _run([*base, "--others", "--ignored", "--exclude-standard", "--directory"], root)
+        _start([*base, "--others", "--ignored", "--exclude-standard", "--directory"], root)
         if git
         else None
     )
@@ -213,12 +261,13 @@ def list_view(root: Path, secrets: SecretFiles) -> Listing:
     through = set(out.passthrough)
     through_prefixes = tuple(p + "/" for p in out.passthrough)
     find_argv = _find_argv(root, out.passthrough)
-    found = _run(find_argv, root) if find_argv and git else None
+    found = _start(find_argv, root) if find_argv and git else None
     names = _names(listed)
     ignored_names = _names(ignored)
     found_names = _names(found)
     files: list[str] = []
     links: list[str] = []
+    text: str | None = None  # "\0".join(files), once made
     if names is None or ignored_names is None or found_names is None:
         out.source = "walk"
         files, links = _walk(root, through, out)
@@ -235,11 +284,13 @@ def list_view(root: Path, secrets: SecretFiles) -> Listing:
             for rel in (text[a:b] for a, b in spans_containing(text, looks))
             if rel.startswith(through_prefixes) or _hide_skipped(rel, out)
         }
-        for rel in names:
-            if rel.endswith("/"):  # an untracked repository inside this one
-                out.hidden.add(rel.rstrip("/"))
-                left_out.add(rel)
+        # Untracked repositories inside this one are listed as "name/".
+        for rel in _ending_with_slash(text):
+            out.hidden.add(rel.rstrip("/"))
+            left_out.add(rel)
         files = [rel for rel in names if rel not in left_out] if left_out else names
+        if left_out:
+            text = "\0".join(files)
         visible: set[str] | None = None
         for line in found_names:
             kind, _, rel = line.partition(" ")
@@ -258,7 +309,7 @@ def list_view(root: Path, secrets: SecretFiles) -> Listing:
     if os.path.lexists(root / ".git"):
         out.hidden.add(".git")
     # Secret files among the visible names: found fast, judged by the one matcher.
-    for rel in secret_paths(secrets, files):
+    for rel in secret_paths(secrets, files, text):
         out.secrets += 1
         out.hidden.add(_secret_top(secrets, rel))
     # Links: hidden when they leave the workspace or lead to a secret (as the tools do).

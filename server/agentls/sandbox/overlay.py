@@ -12,9 +12,9 @@ namespaces and get the merged view at the workspace path in their new root, as t
 * Before each command the view is checked against the live workspace (the lower layer): every
   new entry (a secret file created meanwhile, a socket, a new ignored directory) changes the
   modification time of its directory, so when any visible directory changed since the last
-  listing, the workspace is listed again and, when something new must be hidden, the view is
-  mounted afresh (the upper layer carries over). A few thousand ``stat`` calls instead of a
-  listing when nothing changed.
+  listing, the workspace is listed again and the view is mounted afresh with what is new
+  hidden (the upper layer carries over; a fresh mount also has no stale caches of the lower
+  layer). A few thousand ``stat`` calls instead of a listing when nothing changed.
 * Closing kills the holder: the namespaces, the mounts and the tmpfs with the upper layer go
   with it, and so do they if the server dies (the holder exits at EOF on its stdin).
 """
@@ -230,7 +230,9 @@ class OverlayView:
         if not self.alive():
             raise SandboxError("the sandbox's overlay view is gone (its holder exited)")
         if self.changed():
-            self._use(self._list())
+            # Mounted afresh even when nothing new is hidden: overlayfs leaves changes to a
+            # mounted lower layer undefined (its caches may go stale), a new mount has none.
+            self._use(self._list(), remount=True)
 
     def _is_hidden(self, rel: str) -> bool:
         return any(rel == h or rel.startswith(h + "/") for h in self.hidden)

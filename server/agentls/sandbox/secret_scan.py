@@ -99,9 +99,10 @@ def _needles(patterns: Iterable[str]) -> list[str] | None:
     return sorted(needles, key=len, reverse=True)
 
 
-def secret_paths(secrets: SecretFiles, paths: Sequence[str]) -> list[str]:
+def secret_paths(secrets: SecretFiles, paths: Sequence[str], text: str | None = None) -> list[str]:
     """The ``paths`` (relative, POSIX) that ``secrets`` matches, themselves or by a parent
-    directory, as :meth:`SecretFiles.matches` decides; symlinks are not followed here."""
+    directory, as :meth:`SecretFiles.matches` decides; symlinks are not followed here.
+    ``text`` is ``"\\0".join(paths)`` when the caller has it already."""
     if not secrets or not paths:
         return []
     needles = _needles(secrets.patterns)
@@ -109,7 +110,7 @@ def secret_paths(secrets: SecretFiles, paths: Sequence[str]) -> list[str]:
         return [p for p in paths if secrets.matches(p)]
     if not needles:
         return []  # only negations: nothing is included
-    text = "\0".join(paths)
+    text = "\0".join(paths) if text is None else text
     candidates = (text[start:end] for start, end in spans_containing(text, needles))
     return [path for path in candidates if secrets.matches(path)]
 
