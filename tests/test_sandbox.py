@@ -784,3 +784,24 @@ def test_allowlist_comes_from_the_config() -> None:
         check_command("make install", ["make test"])
     with pytest.raises(CommandRefused, match="bash is turned off"):
         check_command("pytest", [])
+
+
+def test_the_copy_clones_where_the_file_system_can_and_copies_elsewhere(tmp_path: Path) -> None:
+    """Reflinks (btrfs, XFS) cost no data and no disk; elsewhere (ext4, tmpfs) the first
+    refusal switches the copy to plain copying."""
+    from agentls.sandbox.copy import _clone
+
+    source = tmp_path / "a.bin"
+    source.write_bytes(b"x" * 100_000)
+    source.chmod(0o750)
+    clone = [True]
+    cloned = _clone(source, tmp_path / "b.bin", clone)
+    assert clone == [cloned]
+    if cloned:
+        assert (tmp_path / "b.bin").read_bytes() == source.read_bytes()
+        assert (tmp_path / "b.bin").stat().st_mode == source.stat().st_mode
+    else:
+        assert not (tmp_path / "b.bin").exists()
+    missing = [True]
+    assert not _clone(tmp_path / "missing", tmp_path / "c.bin", missing)
+    assert missing == [True]  # a file that cannot be read says nothing about the file system

@@ -8,6 +8,8 @@ and the restore of a file that is no longer staged.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import shutil
 import stat
@@ -169,6 +171,7 @@ def copy_tree(
     listed = git_files(root)
     names: Iterable[str] = listed if listed is not None else walk_files(root)
     real_root = root.resolve()
+    clone = [True]  # reflinks until the file system says it has none
     for rel in names:
         if stop.is_set():
             return []
@@ -199,7 +202,8 @@ def copy_tree(
                 stats.skipped_big.append(rel)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target, follow_symlinks=False)
+            if not (clone and _clone(source, target, clone)):
+                shutil.copy2(source, target, follow_symlinks=False)
             stats.files += 1
             stats.bytes += info.st_size
         except OSError:
@@ -215,6 +219,26 @@ def copy_tree(
         else:
             os.symlink(root / rel, target)
     return passthrough
+
+
+FICLONE = 0x40049409  # ioctl: share the source's blocks (btrfs, XFS, bcachefs...)
+_NO_CLONE = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EXDEV, errno.EINVAL, errno.ENOSYS}
+
+
+def _clone(source: Path, target: Path, clone: list[bool]) -> bool:
+    """Clone ``source`` to ``target`` as a reflink (no data copied, no disk used until either
+    changes); False, and ``clone[0]`` off, where the file system cannot."""
+    try:
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+        shutil.copystat(source, target)
+        return True
+    except OSError as exc:
+        if exc.errno in _NO_CLONE:
+            clone[0] = False  # ext4, tmpfs, across file systems: copy from now on
+        with contextlib.suppress(OSError):
+            target.unlink()
+        return False
 
 
 def copy_target(work: Path, rel: str) -> Path:
