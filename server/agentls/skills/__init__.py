@@ -9,7 +9,7 @@ folder holding a ``SKILL.md`` (pi / little-coder style) is a skill too.
 The chosen skills' text goes into the first user message, never into the system prompt: the
 system prompt and tool schemas are the cached prefix and must stay byte-identical.
 
-This module is a leaf: it imports nothing else from agentls.
+This package is a leaf: it imports nothing else from agentls but the ``languages`` leaf.
 """
 
 from __future__ import annotations

@@ -10,13 +10,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from agentls.languages import normalize_language
 from agentls.skills.frontmatter import (
     FrontMatterError,
     FrontValue,
     parse_front_matter,
     split_front_matter,
 )
-from agentls.skills.languages import normalize_language
 
 SkillSource = Literal["builtin", "user", "workspace"]
 # Lowest precedence first: a later source's skill replaces an earlier one of the same name.

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 import pathspec
 
-from agentls.skills.languages import language_of
+from agentls.languages import language_of
 from agentls.skills.loader import Skill
 
 GUIDANCE_HEADER = "Guidance for this task:"

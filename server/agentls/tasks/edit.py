@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from agentls.agent.workspace import Workspace
+from agentls.languages import JS_LANGUAGES, language_of
 from agentls.tasks.base import EditResult, TaskContext, TaskError, TaskRequest
 from agentls.tasks.common import prepare, run_task
 from agentls.tasks.outcome import edit_summary
@@ -24,9 +25,10 @@ from agentls.tasks.verify import make_verifier, verdict
 def test_path_for(rel_path: str) -> str:
     """Where tests for a file conventionally live: tests/test_x.py, or x.test.ts beside it."""
     p = PurePosixPath(rel_path)
-    if p.suffix in {".ts", ".tsx", ".js", ".jsx", ".mjs"}:
+    language = language_of(p)
+    if language in JS_LANGUAGES:
         return str(p.with_name(f"{p.stem}.test{p.suffix}"))
-    if p.suffix == ".go":
+    if language == "go":
         return str(p.with_name(f"{p.stem}_test.go"))
     return f"tests/test_{p.stem}.py"
 

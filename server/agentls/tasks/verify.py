@@ -21,6 +21,7 @@ from typing import Protocol
 from agentls.agent.bash_tool import BashSession, BashTool, sandbox_config
 from agentls.agent.offloop import run_off_loop
 from agentls.agent.workspace import ToolError, Workspace
+from agentls.languages import JS_LANGUAGES, language_of
 from agentls.sandbox import CommandRefused, CommandResult, check_command
 from agentls.settings import Settings
 from agentls.tasks.base import ProgressSink, TaskContext, Verification
@@ -109,17 +110,13 @@ _DETECTORS: dict[str, Callable[[Workspace], str | None]] = {
     "go": lambda ws: "go test ./..." if ws.exists("go.mod") else None,
     "rust": lambda ws: "cargo test" if ws.exists("Cargo.toml") else None,
 }
-_LANGUAGE_OF = {
-    ".py": "python",
-    ".pyi": "python",
-    ".js": "node",
-    ".jsx": "node",
-    ".mjs": "node",
-    ".cjs": "node",
-    ".ts": "node",
-    ".tsx": "node",
-    ".go": "go",
-    ".rs": "rust",
+# The toolchain (a key of _DETECTORS) whose tests cover a file of each language.
+_TOOLCHAIN_OF = {
+    "python": "python",
+    "javascript": "node",
+    "typescript": "node",
+    "go": "go",
+    "rust": "rust",
 }
 
 
@@ -128,7 +125,7 @@ def detect_test_command(ws: Workspace, rel_path: str) -> str | None:
 
     Looks at the staged view, so a test file the model just wrote counts.
     """
-    first = _LANGUAGE_OF.get(PurePosixPath(rel_path).suffix)
+    first = _TOOLCHAIN_OF.get(language_of(rel_path) or "")
     order = [first] if first else []
     order += [lang for lang in _DETECTORS if lang != first]
     for language in order:
@@ -181,13 +178,13 @@ _JS_SPECIFIER = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*|\brequire\s*\(\s*)
 def imports_code_under_test(test_text: str, test_rel: str, source_rel: str) -> bool | None:
     """Whether the test file imports the module at ``source_rel``; None when it cannot tell
     (a language where tests live in the module's own package, such as Go)."""
-    suffix = PurePosixPath(test_rel).suffix
-    if suffix == ".py":
+    language = language_of(test_rel)
+    if language == "python":
         found = python_imports(test_text)
         if found is None:
             return None
         return bool(found & module_names(source_rel))
-    if suffix in {".js", ".jsx", ".mjs", ".cjs", ".ts", ".tsx"}:
+    if language in JS_LANGUAGES:
         stem = PurePosixPath(source_rel).stem
         for spec in _JS_SPECIFIER.findall(test_text):
             last = PurePosixPath(spec).name

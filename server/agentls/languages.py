@@ -1,4 +1,8 @@
-"""File extension -> language name, and the aliases skill authors may write for a language."""
+"""File extension -> language name, and the aliases skill authors may write for a language.
+
+The one map of extensions to languages, a leaf: skills choose by it, verification picks the
+test command of the file's language by it, and test files are named after it.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +48,9 @@ EXTENSIONS: dict[str, str] = {
     ".scala": "scala",
     ".swift": "swift",
 }
+
+# The languages whose tests run on node (npm test) and import modules the same way.
+JS_LANGUAGES = frozenset({"javascript", "typescript"})
 
 # Other spellings (LSP languageIds, common names) -> the names above.
 ALIASES: dict[str, str] = {
