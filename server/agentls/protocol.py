@@ -96,14 +96,6 @@ def range_from_lsp(rng: types.Range) -> TextRange | None:
     )
 
 
-def range_to_lsp(rng: TextRange) -> types.Range:
-    """TextRange -> lsprotocol Range."""
-    return types.Range(
-        start=types.Position(line=rng.start_line, character=rng.start_character),
-        end=types.Position(line=rng.end_line, character=rng.end_character),
-    )
-
-
 def range_to_json(rng: TextRange) -> dict[str, Any]:
     """TextRange -> LSP Range JSON (as sent in command arguments)."""
     return {

@@ -419,14 +419,15 @@ def make_verifier(
     """
     settings = ctx.settings
     runner = SandboxTests(bash, workspace, settings) if bash is not None else None
+    # Why nothing runs without a bash tool: workspace_tools leaves it out in these two cases
+    # only (any other caller gets the Verifier's plain "tests cannot run here").
+    unavailable = ""
     if ctx.single_file:
         unavailable = "the file is worked on alone (no workspace folder), so no tests were run"
     elif not settings.trusted_workspace:
         unavailable = (
             "the workspace is not trusted, so its tests were not run (agent.trustedWorkspace)"
         )
-    else:
-        unavailable = "the sandbox is unavailable"
     verifier = Verifier(
         workspace,
         source_rel,
