@@ -693,6 +693,23 @@ class AgentProtocol(LanguageServerProtocol):
         if self._request_futures.get(msg_id) is future:
             del self._request_futures[msg_id]
 
+    def on_cancel(self, msg_id: Any, callback: Callable[[], None]) -> None:
+        """Call ``callback`` if the client cancels its pending request ``msg_id``.
+
+        pygls answers ``$/cancelRequest`` by cancelling the request's future, which it keeps in
+        a private dict with no public accessor; a handler running as a task of its own (a
+        command, which pygls' executeCommand starts separately) learns of it only this way.
+        """
+        future = self._request_futures.get(msg_id)
+        if future is None:  # already answered, or never ours to wait for
+            return
+
+        def done(finished: Future[Any] | asyncio.Future[Any]) -> None:
+            if finished.cancelled():
+                callback()
+
+        future.add_done_callback(done)
+
     def send_request(
         self,
         method: str,

@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Generator
-from concurrent.futures import Future
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -129,17 +128,17 @@ def _tie_to_request(ls: AgentLanguageServer) -> None:
     pygls runs a command handler as its own task, separate from the request's future that
     $/cancelRequest cancels; without this link a cancelled command would keep running.
     """
-    msg_id = ls.protocol.msg_id
+    protocol = ls.protocol
+    msg_id = protocol.msg_id
     task = asyncio.current_task()
-    future = ls.protocol._request_futures.get(msg_id) if msg_id is not None else None
-    if future is None or task is None:
+    if msg_id is None or task is None or not isinstance(protocol, AgentProtocol):
         return
 
-    def cancel(done: Future[Any]) -> None:
-        if done.cancelled() and not task.done():
+    def cancel() -> None:
+        if not task.done():
             task.cancel()
 
-    future.add_done_callback(cancel)
+    protocol.on_cancel(msg_id, cancel)
 
 
 # ---- handlers ------------------------------------------------------------------------------
