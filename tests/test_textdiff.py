@@ -22,6 +22,7 @@ from agentls.edits import (
     rebase,
     split_lines,
     text_edits,
+    unified_diff,
 )
 from agentls.textdiff import Hunk, common_prefix, common_suffix, diff_regions, hunks
 
@@ -166,6 +167,73 @@ def test_small_diffs_match_difflib_line_regions() -> None:
         if tag != "equal"
     ]
     assert ours == theirs
+
+
+def old_text_edits(old: str, new: str) -> list[PlainEdit]:
+    """The server's former algorithm (difflib over every line, then characters), kept as
+    the reference for texts whose lines are all distinct."""
+    a, b = split_lines(old), split_lines(new)
+    out: list[PlainEdit] = []
+    starts_a = [0]
+    for line in a:
+        starts_a.append(starts_a[-1] + len(line))
+    starts_b = [0]
+    for line in b:
+        starts_b.append(starts_b[-1] + len(line))
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        start, end = starts_a[i1], starts_a[i2]
+        old_seg, new_seg = old[start:end], new[starts_b[j1] : starts_b[j2]]
+        p = common_prefix(old_seg, new_seg)
+        q = common_suffix(old_seg, new_seg, min(len(old_seg), len(new_seg)) - p)
+        x, y, text = start + p, end - q, new_seg[p : len(new_seg) - q]
+        if 0 < x < len(old) and old[x - 1 : x + 1] == "\r\n":
+            x, text = x - 1, "\r" + text
+        if 0 < y < len(old) and old[y - 1 : y + 1] == "\r\n":
+            y, text = y + 1, text + "\n"
+        if x == y and not text:
+            continue
+        (sl, sc), (el, ec) = position(old, x), position(old, y)
+        out.append(PlainEdit(sl, sc, el, ec, text))
+    return out
+
+
+def position(text: str, offset: int) -> tuple[int, int]:
+    before = split_lines(text[:offset])
+    if not before or before[-1].endswith(("\n", "\r")):
+        return len(before), 0
+    return len(before) - 1, len(before[-1].encode("utf-16-le")) // 2
+
+
+@st.composite
+def distinct_line_edits(draw: st.DrawFn) -> tuple[str, str]:
+    """Texts whose lines are all different (the common case in code), a few lines changed."""
+    count = draw(st.integers(0, 60))
+    old_lines = [f"line {n} 😀\n" if n % 7 == 0 else f"line {n}\n" for n in range(count)]
+    new_lines = list(old_lines)
+    for k in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, len(new_lines)))
+        kind = draw(st.sampled_from(["insert", "delete", "change"]))
+        if kind == "insert" or not new_lines:
+            new_lines.insert(pos, f"new {k}\n")
+        elif kind == "delete":
+            del new_lines[min(pos, len(new_lines) - 1)]
+        else:
+            index = min(pos, len(new_lines) - 1)
+            new_lines[index] = new_lines[index].replace("line", "LINE", 1)
+    return "".join(old_lines), "".join(new_lines)
+
+
+@PROPERTY
+@given(distinct_line_edits())
+def test_distinct_lines_give_the_same_edits_and_diff_as_before(pair: tuple[str, str]) -> None:
+    old, new = pair
+    assert text_edits(old, new) == old_text_edits(old, new)
+    ours = unified_diff([FileChange(Path("/r/a.py"), old, new)], Path("/r"))
+    a, b = split_lines(old), split_lines(new)
+    theirs = "".join(difflib.unified_diff(a, b, "a/a.py", "b/a.py"))
+    assert ours == (f"diff --git a/a.py b/a.py\n{theirs}" if old != new else "")
 
 
 # -- diff_regions and its fallbacks -------------------------------------------------------

@@ -381,8 +381,9 @@ def _merge(regions: list[Region]) -> list[Region]:
 class Hunk:
     """One changed range of lines: ``old[old_from:old_to]`` became ``new[new_from:new_to]``.
 
-    ``start``/``end`` are the 0-based lines of the old text it replaces (half-open); the
-    offsets are characters in the old and new texts, always at line starts.
+    ``start``/``end`` are the 0-based lines of the old text it replaces (half-open),
+    ``new_start``/``new_end`` those of the new text replacing them; the offsets are
+    characters in the old and new texts, always at line starts.
     """
 
     start: int
@@ -391,6 +392,8 @@ class Hunk:
     old_to: int
     new_from: int
     new_to: int
+    new_start: int = 0
+    new_end: int = 0
 
 
 def hunks(old: str, new: str) -> list[Hunk]:
@@ -421,6 +424,8 @@ def hunks(old: str, new: str) -> list[Hunk]:
             old_starts[i2],
             new_starts[j1],
             new_starts[j2],
+            first_line + j1,
+            first_line + j2,
         )
         for i1, i2, j1, j2 in diff_regions(old_lines, new_lines)
     ]
