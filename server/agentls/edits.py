@@ -185,8 +185,9 @@ def _match_exact(text: str, old_text: str, new_text: str) -> AppliedEdit | None:
     if len(positions) > 1:
         raise _ambiguous(len(positions), [_line_of(text, p) for p in positions])
     pos = positions[0]
-    # The model writes "\n"; keep a CRLF file CRLF instead of mixing line endings.
-    if "\r\n" in text and "\r\n" not in new_text:
+    # The model writes "\n"; keep a CRLF file CRLF instead of mixing line endings. (The
+    # whole-file scan comes last: it takes longer than finding old_text did.)
+    if "\n" in new_text and "\r\n" not in new_text and "\r\n" in text:
         new_text = new_text.replace("\n", "\r\n")
     result = text[:pos] + new_text + text[pos + len(old_text) :]
     first = _line_of(text, pos)
