@@ -2,7 +2,8 @@
 
 Issue 13's file-size table. For each file it times, in a forked child with a time limit:
 
-- minimal text edits for one change (``text_edits``, one line changed halfway down);
+- minimal text edits for one change (``text_edits``, one line changed halfway down), and
+  for 100 changes spread over the file (90 lines changed, 10 inserted);
 - the rebase over the user's typing (``rebase``: the user inserted a line a quarter of the
   way down, the agent changed a line three quarters of the way down);
 - the WorkspaceEdit for an open buffer that moved on (``to_workspace_edit`` with the buffer
@@ -15,7 +16,8 @@ default) and lsprotocol's installed ``types.py`` as a real file. Each result is 
 (the edits applied to the old text give the new text) outside the timing. Times are
 medians of up to 3 runs; a run over the limit shows as ``> N s``.
 
-Usage: python bench/scale_edits.py [--sizes 10000,100000] [--timeout 120] [--write NAME]
+Usage: python bench/scale_edits.py [--sizes 10000,100000] [--timeout 120] [--works edits,...]
+[--write NAME]
 ``--write before`` writes ``bench/results/scale-edits-<date>-before.md``; ``--write after``
 writes ``...-after.md``.
 """
@@ -52,6 +54,7 @@ PATH = Path("/bench/big.py")
 
 WORKS = (
     ("edits", "minimal text edits for one change"),
+    ("scattered", "minimal text edits for 100 scattered changes"),
     ("rebase", "rebase over the user's typing"),
     ("workspace", "WorkspaceEdit for an open buffer that moved on"),
     ("trim", "baseline: prefix/suffix line trim"),
@@ -119,6 +122,17 @@ def _change_line(text: str, fraction: float, mark: str) -> str:
     return "".join(lines)
 
 
+def _scattered(text: str) -> str:
+    """100 changes spread over the text: lines changed, and every tenth one inserted."""
+    for k in range(100):
+        fraction = (k + 0.5) / 100
+        if k % 10 == 0:
+            text = _insert_line(text, fraction, f"# inserted line {k}\n")
+        else:
+            text = _change_line(text, fraction, f"_{k}")
+    return text
+
+
 def _insert_line(text: str, fraction: float, inserted: str) -> str:
     lines = _LINE.findall(text)
     index = int(len(lines) * fraction)
@@ -147,12 +161,16 @@ def _autojunk(old: str, new: str) -> int:
 def _works(text: str) -> dict[str, Callable[[], object]]:
     """The timed callables for one file, each checked once here for a correct result."""
     one_change = _change_line(text, 0.5, "_changed")
+    many_changes = _scattered(text)
     agent = _change_line(text, 0.75, "_agent")
     user = _insert_line(text, 0.25, "# typed by the user meanwhile\n")
     change = FileChange(PATH, text, agent, version=1)
 
     def edits() -> list[PlainEdit]:
         return text_edits(text, one_change)
+
+    def scattered() -> list[PlainEdit]:
+        return text_edits(text, many_changes)
 
     def rebased() -> str:
         return rebase(change, user)
@@ -162,6 +180,7 @@ def _works(text: str) -> dict[str, Callable[[], object]]:
 
     return {
         "edits": edits,
+        "scattered": scattered,
         "rebase": rebased,
         "workspace": workspace,
         "trim": lambda: _trim_lines(text, one_change),
@@ -176,6 +195,9 @@ def _check(text: str, work: str, result: object) -> None:
     if work == "edits":
         assert isinstance(result, list)
         assert apply_text_edits(text, result) == _change_line(text, 0.5, "_changed")
+    elif work == "scattered":
+        assert isinstance(result, list)
+        assert apply_text_edits(text, result) == _scattered(text)
     elif work == "rebase":
         assert result == merged
     elif work == "workspace":
@@ -241,14 +263,22 @@ def _measure(text: str, work: str, limit: float) -> float | None:
     return None if seconds > limit else seconds
 
 
-def run(sizes: Sequence[int] = DEFAULT_SIZES, limit: float = 120.0, real: bool = True) -> list[Row]:
-    """Time every work on every file (synthetic ones of ``sizes`` bytes, then the real one)."""
+def run(
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    limit: float = 120.0,
+    real: bool = True,
+    works: Sequence[str] | None = None,
+) -> list[Row]:
+    """Time each work (all by default) on every file: synthetic ones of ``sizes`` bytes,
+    then the real one."""
     files: list[tuple[str, str]] = [(_size_label(size), synthetic(size)) for size in sizes]
     if real:
         files.append((f"`{REAL_FILE.name}`", REAL_FILE.read_text(encoding="utf-8")))
     rows: list[Row] = []
     for label, text in files:
         for work, _title in WORKS:
+            if works is not None and work not in works:
+                continue
             seconds = _measure(text, work, limit)
             rows.append(Row(label, len(text.encode("utf-8")), work, seconds, limit))
     return rows
@@ -282,6 +312,8 @@ def table(rows: Sequence[Row]) -> str:
         "| --- |" + " ---: |" * len(files),
     ]
     for work, title in WORKS:
+        if not any(r.work == work for r in rows):
+            continue
         cells = [title]
         for name, _size in files:
             found = [r for r in rows if r.file == name and r.work == work]
@@ -296,10 +328,13 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(str(s) for s in DEFAULT_SIZES))
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--no-real", action="store_true", help="skip lsprotocol's types.py")
+    names = ", ".join(work for work, _ in WORKS)
+    parser.add_argument("--works", help=f"comma-separated, default all: {names}")
     parser.add_argument("--write", metavar="NAME", help="write scale-edits-<date>-NAME.md")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    rows = run(sizes, args.timeout, real=not args.no_real)
+    works = args.works.split(",") if args.works else None
+    rows = run(sizes, args.timeout, real=not args.no_real, works=works)
     text = table(rows)
     print(text)
     if args.write:

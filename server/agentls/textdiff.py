@@ -7,11 +7,12 @@ Why not plain ``difflib.SequenceMatcher(autojunk=False)`` on whole files: it com
 repeated line with all its copies, so a 1 MB file took 10 s and a 5 MB file minutes. Here
 the common prefix and suffix are trimmed first by comparing slices (C speed, no line split),
 so one change costs a few string scans. What is left in the middle is diffed by lines:
-small ranges with difflib (the result the server always gave), large ones split at lines
-unique to both sides (patience diff) and, where no line is unique, by a Myers diff with a
-bounded number of differences. Every step spends from one work budget proportional to the
-input; a range the budget cannot pay for becomes one replaced range, which is still exact,
-only less minimal.
+small ranges with difflib (the results the server always gave); large ones first with a
+Myers diff of at most a few dozen differences (a few changes far apart, equal runs
+compared as slices), then split at lines unique to both sides (patience diff), and where
+no line is unique by a Myers diff again. Every step spends from one work budget of a few
+steps per line; a range the budget cannot pay for becomes one replaced range, which is
+still exact, only less minimal.
 """
 
 from __future__ import annotations
@@ -192,7 +193,8 @@ def _split(
     found: list[Region],
     pending: list[Region],
 ) -> None:
-    """Diff one trimmed range: difflib when small, else anchors, else Myers, else whole."""
+    """Diff one trimmed range: difflib when small, else a quick Myers, else unique-line
+    anchors, else a full Myers, else the whole range as one region."""
     alo, ahi, blo, bhi = rng
     n, m = ahi - alo, bhi - blo
     if not steps.spend(n + m):
