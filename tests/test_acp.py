@@ -22,20 +22,10 @@ from acp.schema import (
 )
 
 from acp_support import EditorClient, agent_env, embedded, file_link, running_agent
-from lsp_support import call, closed_port
+from lsp_support import CALC, call, closed_port
 from scripted_model import Reply, ScriptedModelServer
 
-SOURCE = """\
-def total(items):
-    t = 0
-    for i in range(len(items)):
-        t = t + items[i]
-    return t
-
-
-def mean(items):
-    return total(items) / len(items)
-"""
+SOURCE = CALC  # the sample module the LSP tests use too
 APP = "from stats import mean\n\nprint(mean([1, 2]))\n"
 MEAN_SRC = "def mean(items):\n    return total(items) / len(items)\n"
 EXPLANATION = (

@@ -22,6 +22,7 @@ import pytest
 
 from agentls.agent.bash_tool import BashTool, make_bash_tool, sandbox_config
 from agentls.agent.loop import run_loop
+from agentls.agent.progress import NullProgress
 from agentls.agent.tools import ToolRegistry, ToolResult, build_tools
 from agentls.agent.workspace import Workspace
 from agentls.llm.factory import make_backend
@@ -39,16 +40,6 @@ assert detect_isolation().network, (
     "no network namespaces on this machine (unshare -rn fails): the attack tests cannot run; "
     "the sandbox refuses every command here"
 )
-
-
-class Recorder:
-    """A progress sink that keeps nothing."""
-
-    def report(self, message: str, percentage: int | None = None) -> None:
-        pass
-
-    def warn(self, message: str) -> None:
-        pass
 
 
 @pytest.fixture
@@ -110,7 +101,7 @@ class Session:
         backend = make_backend(self.settings)
         try:
             result = await run_loop(
-                backend, self.settings, self.tools, "Task: run the tests.", Recorder()
+                backend, self.settings, self.tools, "Task: run the tests.", NullProgress()
             )
         finally:
             await backend.aclose()

@@ -17,18 +17,12 @@ from agentls.settings import Settings
 from agentls.tasks.base import TaskContext, TaskRequest
 from agentls.tasks.explain import run_explain
 from agentls.tasks.refactor import run_refactor
-from lsp_support import call
+from lsp_support import CALC, NEW_BODY, OLD_BODY, call
 from scripted_model import Reply, ScriptedModelServer
 
-SOURCE = """\
-def total(items):
-    t = 0
-    for i in range(len(items)):
-        t = t + items[i]
-    return t
-"""
-OLD = "    t = 0\n    for i in range(len(items)):\n        t = t + items[i]\n    return t\n"
-NEW = "    return sum(items)\n"
+SOURCE = CALC  # the sample module the LSP tests use too
+OLD = OLD_BODY + "\n"
+NEW = NEW_BODY + "\n"
 
 
 class Sink(EventProgress):

@@ -11,7 +11,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from lsp_support import MODEL, AgentClient, agent_client, closed_port, options, uri
+from lsp_support import MODEL, AgentClient, agent_client, closed_port, options
 from scripted_model import ScriptedModelServer
 
 SOURCE = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
@@ -198,4 +198,3 @@ async def test_bad_params_are_invalid_params_and_the_server_keeps_going(
             raise AssertionError("expected InvalidParams")
         status = await agent.request("agent/status", {})
     assert status["reachable"] is True
-    assert uri(root).startswith("file:")

@@ -9,7 +9,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
-from lsp_support import agent_client, make_project, options
+from lsp_support import AgentClient, agent_client, make_project, options
 from scripted_model import Reply, ScriptedModelServer
 
 CALC = "def total(items):\n    return sum(items)\n"
@@ -17,6 +17,15 @@ CALC = "def total(items):\n    return sum(items)\n"
 
 def project(tmp_path: Path) -> Path:
     return make_project(tmp_path, {"calc.py": CALC})
+
+
+def ended_cancelled(agent: AgentClient) -> bool:
+    """Whether some run's work-done progress has ended with "Cancelled"."""
+    return any(
+        isinstance(values[-1], types.WorkDoneProgressEnd) and values[-1].message == "Cancelled"
+        for values in agent.client.progress_reports.values()
+        if values
+    )
 
 
 def hanging() -> Reply:
@@ -97,6 +106,8 @@ async def test_cancelling_a_command_stops_it_and_applies_nothing(
         with pytest.raises(JsonRpcRequestCancelled):
             await asyncio.wait_for(pending, 10)
         assert await asyncio.to_thread(scripted_model.wait_for_disconnect, 10)
-        await asyncio.sleep(0.2)  # an applyEdit, if the run went on, would arrive by now
+        # The run's progress ends "Cancelled" as the cancel leaves the run; an applyEdit could
+        # only follow a run that returned, so once that end is here, none is coming.
+        await agent.wait_for(lambda: ended_cancelled(agent))
     assert not agent.applied_edits
     assert not agent.messages(types.MessageType.Error)

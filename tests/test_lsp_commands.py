@@ -8,6 +8,7 @@ from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from lsp_support import (
+    CALC,
     OLD_BODY,
     agent_client,
     apply_edits,
@@ -19,14 +20,6 @@ from lsp_support import (
     vscode_capabilities,
 )
 from scripted_model import Reply, ScriptedModelServer
-
-CALC = """\
-def total(items):
-    t = 0
-    for i in range(len(items)):
-        t = t + items[i]
-    return t
-"""
 
 
 def project(tmp_path: Path) -> Path:

@@ -15,20 +15,10 @@ from agentls.tasks.base import DocumentSnapshot, TaskContext, TaskRequest, TextR
 from agentls.tasks.explain import run_explain
 from agentls.tasks.refactor import run_refactor
 from agentls.tasks.tests import run_generate_tests
-from lsp_support import call
+from lsp_support import CALC, call
 from scripted_model import Reply, ScriptedModelServer
 
-SOURCE = """\
-def total(items):
-    t = 0
-    for i in range(len(items)):
-        t = t + items[i]
-    return t
-
-
-def mean(items):
-    return total(items) / len(items)
-"""
+SOURCE = CALC  # the sample module the LSP tests use too
 
 
 class Recorder:
