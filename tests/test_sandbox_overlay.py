@@ -180,7 +180,7 @@ def test_the_listing_hides_what_the_copy_left_out(tmp_path: Path, repository: bo
     if repository:
         git(root, "init", "-q")
     found = list_view(root, SecretFiles(Settings().secret_files))
-    assert found.source == ("git" if repository else "walk")
+    assert found.source == ("git" if repository else "find")
     expected = {".env", "keys/id_rsa", "__pycache__", "a/b/c/node_modules"}
     expected |= {"src/pipe", "src/out_link", "src/env_link"}
     if repository:  # ignored entries, one line per tree; a repository inside: all of it
@@ -192,6 +192,92 @@ def test_the_listing_hides_what_the_copy_left_out(tmp_path: Path, repository: bo
     assert found.links_out == ["src/out_link"]
     assert {"", "src", "empty", "keys"} <= set(found.dirs)
     assert not any(d.startswith(("nested/.git", "node_modules", "__pycache__")) for d in found.dirs)
+
+
+TRICKY = {
+    ".gitignore": "build/\n*.log\n!keep.log\nstar/*\n!star/kept.txt\n/anchored\n"
+    "deep/**/gen_*.py\nuntracked_dir/*.log\n",
+    "src/a.py": "",
+    "src/b.log": "",
+    "src/keep.log": "",
+    "build/x.py": "",
+    "build/sub/y.py": "",
+    "star/f.txt": "",
+    "star/kept.txt": "",
+    "star/x/g.txt": "",
+    "anchored/z.txt": "",
+    "other/anchored/z.txt": "",
+    "deep/p/q/gen_1.py": "",
+    "deep/p/q/real.py": "",
+    "sub/.gitignore": "*.tmp\n!important.tmp\n",
+    "sub/a.tmp": "",
+    "sub/important.tmp": "",
+    "sub/dir/b.tmp": "",
+    "untracked_dir/u.py": "",
+    "untracked_dir/u.log": "",
+    "untracked_dir/inner/v.py": "",
+    "untracked_dir/inner/w.log": "",
+    "tracked_ignored.log": "",
+    "pkg/__pycache__/m.pyc": "",
+    "pkg/m.py": "",
+    "a/b/c/node_modules/x.js": "",
+    "node_modules/dep/i.js": "",
+    "nested/n.py": "",
+    "weird name with spaces.py": "",
+    "\u00fcn\u00ef.py": "",
+    "new\nline.py": "",
+}
+
+
+def test_the_view_shows_exactly_what_git_lists(tmp_path: Path) -> None:
+    """Visible files (not under a hidden path) are git's own listing of tracked and
+    untracked-but-not-ignored files: nested and negated ignore rules, anchored and ``**``
+    patterns, force-added files, odd names; minus caches, pass-through contents and links
+    out. Special files are hidden."""
+    root = tmp_path / "proj"
+    for rel, text in TRICKY.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (root / "empty").mkdir()
+    os.symlink("a.py", root / "src" / "link_in")
+    os.symlink("/etc/hostname", root / "src" / "link_out")
+    os.mkfifo(root / "src" / "pipe")
+    git(root / "nested", "init", "-q")  # a repository of its own: git lists none of it
+    git(root, "init", "-q")
+    git(root, "add", ".gitignore", "src", "sub", "pkg", "star/kept.txt", "deep")
+    git(root, "add", "-f", "tracked_ignored.log", "pkg/__pycache__/m.pyc")
+    listed = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-z", "-co", "--exclude-standard"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    expected = {
+        os.fsdecode(n)
+        for n in listed.split(b"\0")
+        if n and not n.endswith(b"/") and not n.startswith((b"node_modules/", b"pkg/__"))
+    } - {"a/b/c/node_modules/x.js", "src/link_out"}
+    found = list_view(root, SecretFiles([]))
+    assert found.source == "git"
+
+    def hidden(rel: str) -> bool:
+        parts = rel.split("/")
+        return any("/".join(parts[:n]) in found.hidden for n in range(1, len(parts) + 1))
+
+    seen = set()
+    for directory, dirs, files in os.walk(root):
+        rel_dir = os.path.relpath(directory, root)
+        if rel_dir == "node_modules":
+            dirs[:] = []
+            continue
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(directory, d))]:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if not hidden(rel):
+                seen.add(rel)
+    assert seen == expected
+    assert found.passthrough == ["node_modules"]
+    assert {"src/pipe", "src/link_out", ".git", "nested", "pkg/__pycache__"} <= found.hidden
+    assert "empty" in found.dirs  # not ignored, so shown (the view's directories)
 
 
 def test_topmost_keeps_only_the_outer_paths() -> None:

@@ -9,12 +9,14 @@ lead to a secret, special files (FIFOs, sockets: a socket could reach a server o
 sandbox) and nested repositories; plus the pass-through directories (virtualenvs,
 ``node_modules``), shown as they are.
 
-The listing costs about what ``git ls-files`` costs: three programs run side by side, writing
-into memory files (tracked and untracked files; ignored entries, a whole ignored directory as
-one line, not entered; ``find`` for directories, links and special files, pruning ``.git`` and
-the pass-through directories), and the secret check runs once over all names
-(:mod:`agentls.sandbox.secret_scan`). (``find`` cannot skip ignored trees itself: naming
-build directories to prune costs it more per entry than the walk it saves.)
+The tree is walked once, by ``find`` (pruning ``.git`` and the pass-through directories),
+while ``git ls-files -c`` reads the tracked files from the index (no walk). Whatever ``find``
+saw that is not tracked is judged by ``git check-ignore``, topmost first: an ignored directory
+is hidden whole, and only a directory git does not ignore is looked into. So the listing costs
+one walk of the tree, about what ``git ls-files`` costs, and the secret check runs once over
+all names (:mod:`agentls.sandbox.secret_scan`). Without git, or outside a repository, every
+file is visible (as the copy's walk had it). Since the view shows what is not hidden, a
+listing that failed is never used: :class:`ListingFailed`, and the sandbox copies instead.
 """
 
 from __future__ import annotations
@@ -34,9 +36,13 @@ from agentls.sandbox.copy import PASSTHROUGH_NAMES, SKIP_DIRS, find_passthrough
 from agentls.sandbox.secret_scan import secret_paths, spans_containing
 from agentls.secret_files import SecretFiles
 
-__all__ = ["Listing", "list_view", "topmost"]
+__all__ = ["Listing", "ListingFailed", "list_view", "topmost"]
 
 _SPECIAL_TYPES = frozenset("psbc")  # find's %y: FIFO, socket, block and character device
+
+
+class ListingFailed(OSError):
+    """The workspace could not be listed completely; the view would show what was missed."""
 
 
 @dataclass
@@ -48,7 +54,7 @@ class Listing:
     secrets: int = 0  # secret files and links among the visible names (counted, not named)
     links_out: list[str] = field(default_factory=list)  # links that leave the workspace
     dirs: list[str] = field(default_factory=list)  # visible directories ("" is the root)
-    source: str = "git"  # or "walk"
+    source: str = "git"  # "find" outside a repository
 
 
 def topmost(paths: Iterable[str]) -> list[str]:
@@ -61,9 +67,27 @@ def topmost(paths: Iterable[str]) -> list[str]:
     return kept
 
 
+# -- the programs ------------------------------------------------------------------------
+
+
+def _memory_file() -> IO[bytes]:
+    """A file in memory (the disk may be slow and busy), else a temporary file."""
+    try:
+        return os.fdopen(os.memfd_create("agentls-listing"), "w+b")
+    except (AttributeError, OSError):
+        return tempfile.TemporaryFile()
+
+
+def _split(file: IO[bytes]) -> list[str]:
+    file.seek(0)
+    # One decode of the whole output (what os.fsdecode does per name, at C speed).
+    text = file.read().decode(sys.getfilesystemencoding(), "surrogateescape")
+    return [n for n in text.split("\0") if n]
+
+
 class _Program:
-    """A program writing NUL-separated names into temporary files (never a pipe, which
-    would stall it until read: the programs run side by side)."""
+    """A program writing NUL-separated names into memory files (never a pipe, which would
+    stall it until read: the programs run side by side)."""
 
     def __init__(self, argv: list[str], cwd: Path, extra: bool = False) -> None:
         self.out = _memory_file()
@@ -97,21 +121,6 @@ class _Program:
                 self.extra.close()
 
 
-def _memory_file() -> IO[bytes]:
-    """A file in memory (the disk may be slow and busy), else a temporary file."""
-    try:
-        return os.fdopen(os.memfd_create("agentls-listing"), "w+b")
-    except (AttributeError, OSError):
-        return tempfile.TemporaryFile()
-
-
-def _split(file: IO[bytes]) -> list[str]:
-    file.seek(0)
-    # One decode of the whole output (what os.fsdecode does per name, at C speed).
-    text = file.read().decode(sys.getfilesystemencoding(), "surrogateescape")
-    return [n for n in text.split("\0") if n]
-
-
 def _start(argv: list[str], cwd: Path, extra: bool = False) -> _Program | None:
     try:
         return _Program(argv, cwd, extra)
@@ -119,121 +128,228 @@ def _start(argv: list[str], cwd: Path, extra: bool = False) -> _Program | None:
         return None
 
 
-def _names(program: _Program | None) -> list[str] | None:
-    result = program.names() if program is not None else None
-    return result[0] if result is not None else None
-
-
-def _find_argv(root: Path, prune: list[str]) -> list[str] | None:
-    """``find`` printing directories, links, special files and nested ``.git`` entries as
-    ``TYPE PATH``."""
+def _find(root: Path, passthrough: list[str]) -> _Program | None:
+    """``find`` over the workspace: regular files' paths on its output; ``TYPE PATH`` for
+    every other entry and ``!TYPE PATH`` for each ``.git`` (not entered) on its extra
+    output; pass-through directories are neither entered nor printed."""
     find = shutil.which("find")
     if find is None:
         return None
     pruned: list[str] = []
-    for rel in prune:  # -path takes a glob: escape what the path itself holds
+    for rel in passthrough:  # -path takes a glob: escape what the path itself holds
         pruned += ["-o", "-path", re.sub(r"([*?\[\]\\])", r"\\\1", str(root / rel))]
-    return [
-        find,
-        str(root),
-        "-xdev",  # the overlay does not show what is mounted inside the workspace either
-        "(",
-        "-name",
-        ".git",
-        "-printf",
-        "%y %P\\0",
-        "-prune",
-        ")",
-        "-o",
-        "(",
-        "-false",
-        *pruned,
-        ")",
-        "-prune",
-        "-o",
-        "(",
-        "-type",
-        "d",
-        "-o",
-        "-type",
-        "l",
-        "-o",
-        "-type",
-        "p",
-        "-o",
-        "-type",
-        "s",
-        "-o",
-        "-type",
-        "b",
-        "-o",
-        "-type",
-        "c",
-        ")",
-        "-printf",
-        "%y %P\\0",
-    ]
+    return _start(
+        [
+            find,
+            str(root),
+            "-xdev",  # the overlay does not show what is mounted inside the workspace either
+            "-mindepth",
+            "1",  # the root itself may have any name
+            "-name",
+            ".git",
+            "-fprintf",
+            "{extra}",
+            "!%y %P\\0",
+            "-prune",
+            "-o",
+            "(",
+            "-false",
+            *pruned,
+            ")",
+            "-prune",
+            "-o",
+            "-type",
+            "f",
+            "-printf",
+            "%P\\0",
+            "-o",
+            "-fprintf",
+            "{extra}",
+            "%y %P\\0",
+        ],
+        root,
+        extra=True,
+    )
 
 
-def _walk(root: Path, passthrough: set[str], out: Listing) -> tuple[list[str], list[str]]:
-    """Files and links under ``root`` (no git); hides caches, extra pass-through-like
-    directories and special files as it goes. Returns (files and links, links)."""
-    files: list[str] = []
-    links: list[str] = []
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        out.dirs.append(rel_dir)
-        try:
-            entries = list(os.scandir(root / rel_dir if rel_dir else root))
-        except OSError:
-            continue
-        for entry in entries:
-            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-            try:
-                if entry.is_symlink():
-                    links.append(rel)
-                    files.append(rel)
-                elif entry.is_dir(follow_symlinks=False):
-                    if entry.name in SKIP_DIRS:
-                        out.hidden.add(rel)
-                    elif rel in passthrough:
-                        continue  # shown as it is
-                    elif entry.name in PASSTHROUGH_NAMES or os.path.isfile(
-                        os.path.join(entry.path, "pyvenv.cfg")
-                    ):
-                        out.hidden.add(rel)  # deeper than pass-through directories are found
-                    else:
-                        stack.append(rel)
-                elif entry.is_file(follow_symlinks=False):
-                    files.append(rel)
-                else:
-                    out.hidden.add(rel)  # FIFO, socket, device
-            except OSError:
-                continue
-    return files, links
+def _check_ignore(git: str, root: Path, paths: list[str]) -> set[str] | None:
+    """Which of ``paths`` git ignores (``git check-ignore``), or None when git failed."""
+    try:
+        done = subprocess.run(
+            [git, "-C", str(root), "check-ignore", "-z", "--stdin"],
+            input="\0".join(paths).encode(sys.getfilesystemencoding(), "surrogateescape"),
+            capture_output=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode not in (0, 1):  # 1: nothing ignored
+        return None
+    text = done.stdout.decode(sys.getfilesystemencoding(), "surrogateescape")
+    return {n for n in text.split("\0") if n}
 
 
-def _ending_with_slash(text: str) -> list[str]:
-    """The NUL-separated names in ``text`` that end with '/' (git's nested repositories)."""
-    found: list[str] = []
-    padded = text + "\0"
-    position = 0
-    while (index := padded.find("/\0", position)) >= 0:
-        found.append(padded[padded.rfind("\0", 0, index) + 1 : index + 1])
-        position = index + 2
-    return found
+# -- sorting what was found ---------------------------------------------------------------
 
 
-def _hide_skipped(rel: str, out: Listing) -> bool:
-    """Hide the topmost cache, version-control or deeper ``node_modules`` directory on
-    ``rel``'s way, if any (the copy left their files out too)."""
+def _ancestors(names: Iterable[str]) -> set[str]:
+    """Every directory above the ``names``, the root ("") included."""
+    dirs = {""}
+    for parent in {n.rpartition("/")[0] for n in names}:
+        while parent not in dirs:
+            dirs.add(parent)
+            parent = parent.rpartition("/")[0]
+    return dirs
+
+
+def _skipped(rel: str, through: set[str]) -> str | None:
+    """The topmost cache or version-control directory, or ``node_modules`` below the
+    pass-through ones, on ``rel``'s way (the copy left their files out), if any."""
     parts = rel.split("/")
     for depth, part in enumerate(parts[:-1]):
         if part in SKIP_DIRS or part in PASSTHROUGH_NAMES:
-            out.hidden.add("/".join(parts[: depth + 1]))
-            return True
-    return False
+            top = "/".join(parts[: depth + 1])
+            if top not in through:
+                return top
+    return None
+
+
+class _Sorter:
+    """Turns ``find``'s entries, git's tracked files and its ignore rules into a Listing."""
+
+    def __init__(self, root: Path, out: Listing, git: str | None) -> None:
+        self.root = root
+        self.out = out
+        self.git = git
+        self.through = set(out.passthrough)
+        self.files: list[str] = []  # visible files and links (judged for secrets)
+        self.links: list[str] = []
+
+    def sort(self, found: tuple[list[str], list[str]], tracked: list[str] | None) -> None:
+        file_list, others = found
+        hidden = self.out.hidden
+        dirs: list[str] = []
+        links: list[str] = []
+        repositories: list[str] = []
+        for entry in others:
+            if entry[0] == "!":  # a .git: never shown; its directory is a repository
+                rel = entry[3:]
+                hidden.add(rel)
+                if "/" in rel:
+                    repositories.append(rel.rpartition("/")[0])
+                continue
+            kind, rel = entry[0], entry[2:]
+            if kind == "d":
+                dirs.append(rel)
+                name = rel.rpartition("/")[2]
+                if name in SKIP_DIRS or (name in PASSTHROUGH_NAMES and rel not in self.through):
+                    hidden.add(rel)  # caches; node_modules deeper than the top two levels
+            elif kind == "l":
+                links.append(rel)
+            else:
+                hidden.add(rel)  # FIFO, socket, device
+        if tracked is None:
+            self._no_repository(file_list, links, dirs)
+        else:
+            self._repository(file_list, links, dirs, repositories, tracked)
+        self.out.dirs = ["", *dirs]
+
+    def _no_repository(self, files: list[str], links: list[str], dirs: list[str]) -> None:
+        """Every file is visible, as the copy's walk had it; virtualenvs below the top two
+        levels are not (the walk did not enter them)."""
+        for rel in files:
+            if rel == "pyvenv.cfg" or not rel.endswith("/pyvenv.cfg"):
+                continue
+            venv = rel.rpartition("/")[0]
+            if venv not in self.through:
+                self.out.hidden.add(venv)
+        self.files = self._drop_skipped(files) + links
+        self.links = links
+        self.out.source = "find"
+
+    def _drop_skipped(self, names: list[str]) -> list[str]:
+        """``names`` without those in caches, deeper node_modules or pass-through
+        directories (hidden or shown as they are: not judged as files of the view)."""
+        text = "\0".join(names)
+        prefixes = tuple(p + "/" for p in self.out.passthrough)
+        left_out: set[str] = set()
+        for start, end in spans_containing(text, [*SKIP_DIRS, *PASSTHROUGH_NAMES]):
+            rel = text[start:end]
+            top = _skipped(rel, self.through)
+            if top is not None:
+                self.out.hidden.add(top)
+                left_out.add(rel)
+            elif rel.startswith(prefixes):
+                left_out.add(rel)
+        return [n for n in names if n not in left_out] if left_out else names
+
+    def _repository(
+        self,
+        files: list[str],
+        links: list[str],
+        dirs: list[str],
+        repositories: list[str],
+        tracked: list[str],
+    ) -> None:
+        hidden = self.out.hidden
+        tracked_set = set(tracked)
+        tracked_dirs = _ancestors(tracked)
+        for repository in repositories:
+            if repository not in tracked_dirs:
+                hidden.add(repository)  # a repository inside this one: none of it is listed
+        for rel in dirs:
+            if rel in tracked_set:
+                hidden.add(rel)  # a submodule: the copy did not hold it either
+        # What is not tracked: asked of git, topmost first (set differences run in C).
+        untracked = set(files).union(links) - tracked_set
+        untracked_dirs = {d for d in dirs if d not in tracked_dirs}
+        queue = [e for e in untracked if e.rpartition("/")[0] in tracked_dirs]
+        queue += [d for d in untracked_dirs if d.rpartition("/")[0] in tracked_dirs]
+        visible = self._judge(queue, untracked_dirs)
+        # Tracked files in caches or deeper node_modules stay out, as in the copy.
+        link_set = set(links)
+        self.files = self._drop_skipped(tracked) + visible
+        self.links = [rel for rel in self.files if rel in link_set]
+
+    def _judge(self, queue: list[str], untracked_dirs: set[str]) -> list[str]:
+        """Untracked entries git does not ignore (files), looking into directories it does
+        not ignore; what it ignores is hidden, a directory as a whole."""
+        hidden = self.out.hidden
+        visible: list[str] = []
+        while queue:
+            queue = [e for e in queue if e not in hidden]
+            if not queue:
+                break
+            ignored = _check_ignore(self.git, self.root, queue) if self.git else None
+            if ignored is None:  # git could not say: keep it out of sight
+                hidden.update(queue)
+                break
+            inside: list[str] = []
+            for rel in queue:
+                if rel in ignored:
+                    hidden.add(rel)
+                elif rel in untracked_dirs:
+                    inside += self._children(rel, untracked_dirs)
+                else:
+                    visible.append(rel)
+            queue = inside
+        return visible
+
+    def _children(self, rel_dir: str, untracked_dirs: set[str]) -> list[str]:
+        """The entries of an untracked directory git does not ignore (rare: read directly)."""
+        children: list[str] = []
+        try:
+            with os.scandir(self.root / rel_dir) as entries:
+                for entry in entries:
+                    rel = f"{rel_dir}/{entry.name}"
+                    if rel in self.through:
+                        continue  # shown as it is, never judged file by file
+                    if entry.is_dir(follow_symlinks=False):
+                        untracked_dirs.add(rel)
+                    children.append(rel)
+        except OSError:
+            self.out.hidden.add(rel_dir)
+        return children
 
 
 def _secret_top(secrets: SecretFiles, rel: str) -> str:
@@ -249,74 +365,25 @@ def _secret_top(secrets: SecretFiles, rel: str) -> str:
 def list_view(root: Path, secrets: SecretFiles) -> Listing:
     """What to hide from, and pass through into, the view of workspace ``root``."""
     git = shutil.which("git")
-    base = [git, "-C", str(root), "ls-files", "-z"] if git else []
-    listed = _start([*base, "--cached", "--others", "--exclude-standard"], root) if git else None
-    ignored = (
-        _start([*base, "--others", "--ignored", "--exclude-standard", "--directory"], root)
-        if git
-        else None
-    )
-    # While git walks: the pass-through directories, which find does not need to enter.
+    index = _start([git, "-C", str(root), "ls-files", "-z", "-c"], root) if git else None
     out = Listing(passthrough=find_passthrough(root))
-    through = set(out.passthrough)
-    through_prefixes = tuple(p + "/" for p in out.passthrough)
-    find_argv = _find_argv(root, out.passthrough)
-    found = _start(find_argv, root) if find_argv and git else None
-    names = _names(listed)
-    ignored_names = _names(ignored)
-    found_names = _names(found)
-    files: list[str] = []
-    links: list[str] = []
-    text: str | None = None  # "\0".join(files), once made
-    if names is None or ignored_names is None or found_names is None:
-        out.source = "walk"
-        files, links = _walk(root, through, out)
-    else:
-        for rel in ignored_names:
-            rel = rel.rstrip("/")
-            if rel not in through and not rel.startswith(through_prefixes):
-                out.hidden.add(rel)
-        # Only names holding a cache or pass-through directory's name need a closer look.
-        looks = [*SKIP_DIRS, *PASSTHROUGH_NAMES, *out.passthrough]
-        text = "\0".join(names)
-        left_out = {
-            rel
-            for rel in (text[a:b] for a, b in spans_containing(text, looks))
-            if rel.startswith(through_prefixes) or _hide_skipped(rel, out)
-        }
-        # Untracked repositories inside this one are listed as "name/".
-        for rel in _ending_with_slash(text):
-            out.hidden.add(rel.rstrip("/"))
-            left_out.add(rel)
-        files = [rel for rel in names if rel not in left_out] if left_out else names
-        if left_out:
-            text = "\0".join(files)
-        visible: set[str] | None = None
-        for line in found_names:
-            kind, _, rel = line.partition(" ")
-            if kind == "d" and rel != ".git" and not rel.endswith("/.git"):
-                out.dirs.append(rel)  # "" is the root
-            elif not rel:
-                continue
-            elif kind == "l":
-                visible = set(files) if visible is None else visible
-                if rel in visible:  # links in hidden trees stay hidden with them
-                    links.append(rel)
-            elif rel == ".git" or rel.endswith("/.git"):
-                out.hidden.add(rel.rpartition("/")[0] or ".git")  # the repository's own
-            elif kind in _SPECIAL_TYPES:
-                out.hidden.add(rel)
-    if os.path.lexists(root / ".git"):
-        out.hidden.add(".git")
+    program = _find(root, out.passthrough)
+    found = program.names() if program is not None else None
+    tracked = index.names() if index is not None else None
+    if found is None:
+        raise ListingFailed("find could not list the workspace")
+    sorter = _Sorter(root, out, git)
+    sorter.sort(found, tracked[0] if tracked is not None else None)
+    files, links = sorter.files, sorter.links
     # Secret files among the visible names: found fast, judged by the one matcher.
-    for rel in secret_paths(secrets, files, text):
+    for rel in secret_paths(secrets, files):
         out.secrets += 1
         out.hidden.add(_secret_top(secrets, rel))
     # Links: hidden when they leave the workspace or lead to a secret (as the tools do).
     real_root = root.resolve()
     judged = set(out.hidden)
     for rel in links:
-        if rel in judged or rel.startswith(through_prefixes):
+        if rel in judged:
             continue
         path = root / rel
         try:

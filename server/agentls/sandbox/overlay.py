@@ -39,7 +39,7 @@ from typing import Any
 from agentls.sandbox.config import SandboxError
 from agentls.sandbox.copy import Change, CopyStats
 from agentls.sandbox.isolation import Isolation
-from agentls.sandbox.listing import Listing, list_view, topmost
+from agentls.sandbox.listing import Listing, ListingFailed, list_view, topmost
 from agentls.secret_files import SecretFiles
 
 __all__ = ["HOLDER_PATH", "OverlayUnavailable", "OverlayView", "overlay_possible"]
@@ -127,6 +127,9 @@ class OverlayView:
                 raise OverlayUnavailable(f"cannot start the overlay holder: {exc}") from exc
         try:
             listing = self._list()  # while the holder starts
+        except ListingFailed as exc:
+            self.close()
+            raise OverlayUnavailable(str(exc)) from exc
         except BaseException:
             self.close()
             raise
@@ -230,9 +233,13 @@ class OverlayView:
         if not self.alive():
             raise SandboxError("the sandbox's overlay view is gone (its holder exited)")
         if self.changed():
+            try:
+                listing = self._list()
+            except ListingFailed as exc:  # the view would show what the listing missed
+                raise SandboxError(f"cannot check the workspace before the command: {exc}") from exc
             # Mounted afresh even when nothing new is hidden: overlayfs leaves changes to a
             # mounted lower layer undefined (its caches may go stale), a new mount has none.
-            self._use(self._list(), remount=True)
+            self._use(listing, remount=True)
 
     def _is_hidden(self, rel: str) -> bool:
         return any(rel == h or rel.startswith(h + "/") for h in self.hidden)
