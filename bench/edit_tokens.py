@@ -4,8 +4,9 @@ The old way is the tool set before batch edits: one ``edit`` (old_text/new_text)
 ``write`` for new files, so moved code is typed out in full. The new way uses ``edit`` with
 ``edits``: line ranges checked by their first and last line, moves to other files, several
 changes per call. Each task runs twice through the real tool loop (``run_refactor``) against
-the scripted model server (real HTTP on 127.0.0.1), with a transcript that uses its tool set
-correctly; the staged results of the two ways must be byte-identical.
+an instant model server (``bench/instant_model.py``, real HTTP on 127.0.0.1), with a
+transcript that uses its tool set correctly; the staged results of the two ways must be
+byte-identical.
 
 Tasks: splitting a 300-line module into three (the old module re-exports them), moving one
 function to another module, renaming a symbol in 5 places of one file. Generated tokens:
@@ -36,11 +37,9 @@ from agentls.llm.factory import make_backend
 from agentls.settings import Settings
 from agentls.tasks.base import TaskContext, TaskRequest
 from agentls.tasks.refactor import run_refactor
+from instant_model import InstantModel
 
 HERE = Path(__file__).resolve().parent
-# The scripted model server lives with the tests, which use it the same way.
-sys.path.insert(0, str(HERE.parent / "tests"))
-from scripted_model import Reply, ScriptedModelServer  # noqa: E402
 
 MODEL = "gemma4:12b-it-qat"
 Call = tuple[str, dict[str, Any]]
@@ -366,14 +365,13 @@ def written(name: str, arguments: dict[str, Any]) -> str:
 
 async def run_transcript(task: Task, calls: list[Call]) -> Run:
     """The task's calls as scripted replies, through run_refactor; the staged files back."""
-    with tempfile.TemporaryDirectory() as tmp, ScriptedModelServer() as server:
+    script = [{"name": n, "arguments": a} for n, a in calls]
+    model = InstantModel(script, record=True, count_prompt=True)
+    with tempfile.TemporaryDirectory() as tmp, model as server:
         root = Path(tmp)
         for rel, text in task.files.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(text)
-        server.script(
-            [Reply(tool_calls=[{"name": n, "arguments": a}], chunk_size=256) for n, a in calls]
-        )
         settings = Settings(base_url=server.url, model=MODEL, tool_mode="native", max_turns=12)
         ctx = TaskContext(root=root, settings=settings, backend=make_backend(settings))
         try:

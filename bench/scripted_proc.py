@@ -1,44 +1,33 @@
-"""Run the scripted model server in its own process for benchmarks (keeps its CPU off ours).
+"""Run an instant model server in its own process for benchmarks (keeps its CPU off ours).
 
 Usage: python bench/scripted_proc.py reads|explain  -> prints the URL, serves until stdin closes.
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
-from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from instant_model import InstantModel, Turn
 
-from scripted_model import Reply, ScriptedModelServer
+
+def reads(number: int) -> Turn:
+    """A read of the module, at a different offset each turn, so the loop's repeat detection
+    never short-cuts a turn."""
+    arguments = {"path": "mod.py", "offset": (number + 1) % 40 + 1, "limit": 5}
+    return Turn(call={"name": "read", "arguments": arguments})
+
+
+def explain(_number: int) -> Turn:
+    """An answer in 16-character pieces."""
+    return Turn(content="This module adds numbers. " * 8, chunk_size=16)
 
 
 def main() -> None:
     """Serve replies of the requested kind until the parent closes our stdin."""
-    mode = sys.argv[1]
-    counter = itertools.count(1)
-
-    def reads(_body: dict[str, Any]) -> Reply:
-        # A different offset each turn, so the loop's repeat detection never short-cuts a turn.
-        return Reply(
-            tool_calls=[
-                {
-                    "name": "read",
-                    "arguments": {"path": "mod.py", "offset": next(counter) % 40 + 1, "limit": 5},
-                }
-            ],
-            chunk_size=64,
-        )
-
-    def explain(_body: dict[str, Any]) -> Reply:
-        return Reply(content="This module adds numbers. " * 8, chunk_size=16)
-
-    server = ScriptedModelServer(reads if mode == "reads" else explain).start()
+    server = InstantModel(reads if sys.argv[1] == "reads" else explain, count_prompt=True)
     print(server.url, flush=True)
     sys.stdin.read()
-    server.stop()
+    server.close()
 
 
 if __name__ == "__main__":
