@@ -80,7 +80,7 @@ class CommandResult:
     output_bytes: int = 0  # everything the command wrote, even what was dropped
     truncated: bool = False
     output_limit_hit: bool = False  # the command was stopped for writing too much
-    filesystem_protected: bool = False  # a new root: only the copy, system dirs and toolchains
+    filesystem_protected: bool = False  # a new root: only the view, system dirs and toolchains
     argv: tuple[str, ...] = ()
 
     def summary(self) -> str:

@@ -154,7 +154,7 @@ def toolchain_paths(
     Never shown, because they would show far more than a toolchain: ``/``, the home directory
     itself, the workspace or anything above it, and one-level directories such as ``/opt`` or
     ``/work``. Below the home, ``~/.local`` is reduced to ``bin`` and ``lib`` (``share`` holds
-    keyrings). Paths inside the workspace are covered by the copy; system paths are always shown.
+    keyrings). Paths inside the workspace are covered by the view; system paths are always shown.
     """
     real_workspace = Path(os.path.realpath(workspace))
     homes = {h for h in (home, Path(os.path.realpath(home)) if home else None) if h}
@@ -167,9 +167,9 @@ def toolchain_paths(
             if len(path.parts) < 3 or path in homes or not path.exists():
                 continue  # '/', '/opt', '/work', the home: much more than a toolchain
             if real_workspace.is_relative_to(path) or workspace.is_relative_to(path):
-                continue  # the workspace or above it: the copy stands in for it
+                continue  # the workspace or above it: the view stands in for it
             if path.is_relative_to(workspace) or path.is_relative_to(real_workspace):
-                continue  # inside the workspace: the copy (and its pass-through dirs) has it
+                continue  # inside the workspace: the view (and its pass-through dirs) has it
             if path.name == ".local" and path.parent in homes:
                 found.update(p for p in (path / "bin", path / "lib") if p.exists())
                 continue

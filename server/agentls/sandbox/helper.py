@@ -8,11 +8,11 @@ joining the overlay holder's namespaces with ``setns(2)`` when told to), then:
 1. checks that the network namespace holds nothing but loopback, and brings loopback up;
 2. with ``fs`` on, builds a **new root** on an empty tmpfs, bubblewrap-style: read-only binds
    of an allowlist (``/usr``, ``/bin``, ``/lib*``, the few ``/etc`` entries programs need, the
-   toolchains it is told to expose), the scratch copy read-write at the workspace path, the
-   sandbox's own directory (its home and temp), private ``/tmp`` and ``/var/tmp``, a minimal
-   ``/dev``, ``/proc``, and a generated ``/etc/passwd``; then ``pivot_root``s into it and
-   detaches the old root, so nothing else on the disk (``/etc``, other projects, the home
-   directory) exists for the command;
+   toolchains it is told to expose), the workspace view (overlay or copy) read-write at the
+   workspace path, the sandbox's own directory (its home and temp), private ``/tmp`` and
+   ``/var/tmp``, a minimal ``/dev``, ``/proc``, and a generated ``/etc/passwd``; then
+   ``pivot_root``s into it and detaches the old root, so nothing else on the disk (``/etc``,
+   other projects, the home directory) exists for the command;
 3. drops every capability (the command is uid 0 of its user namespace and could otherwise
    unmount or remount what hides the disk), sets resource limits and execs the command.
 

@@ -29,7 +29,7 @@ class Isolation:
     wrapper: tuple[str, ...]  # argv before the helper: `unshare ...`, or () when the helper
     self_unshare: bool  # the helper calls unshare(2) itself
     network: bool
-    filesystem: bool  # a new root: the copy at the workspace path, toolchains, nothing else
+    filesystem: bool  # a new root: the view at the workspace path, toolchains, nothing else
     pid_namespace: bool  # every process dies with the command (setsid cannot escape)
     reason: str = ""  # why network isolation is unavailable
 
@@ -39,7 +39,9 @@ class Isolation:
             return f"{NO_NETWORK} ({self.reason})"
         parts = ["private network namespace"]
         parts.append(
-            "a new root: the copy, system directories, toolchains" if self.filesystem else ""
+            "a new root: the workspace view, system directories, toolchains"
+            if self.filesystem
+            else ""
         )
         parts.append("PID namespace" if self.pid_namespace else "")
         return ", ".join(p for p in parts if p)
