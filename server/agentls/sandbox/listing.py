@@ -224,6 +224,8 @@ class _Sorter:
         self.through = set(out.passthrough)
         self.files: list[str] = []  # visible files and links (judged for secrets)
         self.links: list[str] = []
+        self._untracked: tuple[set[str], set[str]] = (set(), set())
+        self._index: dict[str, list[str]] | None = None
 
     def sort(self, found: tuple[list[str], list[str]], tracked: list[str] | None) -> None:
         file_list, others = found
@@ -305,6 +307,7 @@ class _Sorter:
         untracked_dirs = {d for d in dirs if d not in tracked_dirs}
         queue = [e for e in untracked if e.rpartition("/")[0] in tracked_dirs]
         queue += [d for d in untracked_dirs if d.rpartition("/")[0] in tracked_dirs]
+        self._untracked = (untracked, untracked_dirs)
         visible = self._judge(queue, untracked_dirs)
         # Tracked files in caches or deeper node_modules stay out, as in the copy.
         link_set = set(links)
@@ -329,27 +332,23 @@ class _Sorter:
                 if rel in ignored:
                     hidden.add(rel)
                 elif rel in untracked_dirs:
-                    inside += self._children(rel, untracked_dirs)
+                    inside += self._children(rel)
                 else:
                     visible.append(rel)
             queue = inside
         return visible
 
-    def _children(self, rel_dir: str, untracked_dirs: set[str]) -> list[str]:
-        """The entries of an untracked directory git does not ignore (rare: read directly)."""
-        children: list[str] = []
-        try:
-            with os.scandir(self.root / rel_dir) as entries:
-                for entry in entries:
-                    rel = f"{rel_dir}/{entry.name}"
-                    if rel in self.through:
-                        continue  # shown as it is, never judged file by file
-                    if entry.is_dir(follow_symlinks=False):
-                        untracked_dirs.add(rel)
-                    children.append(rel)
-        except OSError:
-            self.out.hidden.add(rel_dir)
-        return children
+    def _children(self, rel_dir: str) -> list[str]:
+        """The entries ``find`` saw in an untracked directory git does not ignore (grouped
+        by directory once, when first needed: most repositories never need it)."""
+        if self._index is None:
+            self._index = {}
+            files, dirs = self._untracked
+            for rel in (*files, *dirs):
+                parent = rel.rpartition("/")[0]
+                if parent in dirs:
+                    self._index.setdefault(parent, []).append(rel)
+        return [c for c in self._index.get(rel_dir, ()) if c not in self.through]
 
 
 def _secret_top(secrets: SecretFiles, rel: str) -> str:
