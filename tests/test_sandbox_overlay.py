@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -651,3 +652,101 @@ async def test_the_overlay_keeps_the_disk_and_the_network_out_of_reach(
     assert found["node_modules"] == "Read-only file system"  # shown as it is, read-only
     assert found["net"] == "refused" and got == []
     assert (root / "node_modules" / "dep" / "index.js").read_text() == "dep\n"
+
+
+UNPRIVILEGED_DRIVER = """\
+import json, os, subprocess, sys
+args = json.loads(sys.argv[1])
+base, code = args["base"], args["code"]
+options = {"lower": args["ws"], "mount": base + "/work", "layers": base + "/layers"}
+options["size"] = 1 << 26
+holder = subprocess.Popen(
+    [sys.executable, "-I", "-S", code + "/holder.py", json.dumps(options)],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+)
+def ask(request):
+    holder.stdin.write((json.dumps(request) + "\\n").encode())
+    holder.stdin.flush()
+    return json.loads(holder.stdout.readline())
+out = {"ready": json.loads(holder.stdout.readline())}
+out["mount"] = ask({"op": "mount", "hide": [".env"]})
+out["sync"] = ask({"op": "sync", "ops": [["put", "new.txt", "staged", None]]})
+out["view"] = sorted(os.listdir(f"/proc/{holder.pid}/root{base}/work"))
+wrapper = [w.replace("=PID", f"={holder.pid}") for w in args["wrapper"]]
+helper = dict(args["helper"], **{k: holder.pid for k in args["extra"]})
+script = "cat new.txt; echo; cat .env; echo x > a.txt; cat a.txt; grep CapEff /proc/self/status"
+helper_argv = [sys.executable, "-I", "-S", code + "/helper.py", json.dumps(helper)]
+done = subprocess.run(
+    [*wrapper, *helper_argv, "/bin/sh", "-c", script],
+    capture_output=True, text=True,
+)
+out["command"] = [done.returncode, done.stdout, done.stderr]
+holder.stdin.close()
+out["exit"] = holder.wait(timeout=10)
+print(json.dumps(out))
+"""
+
+
+@needs_overlay
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
+    reason="needs root to become an unprivileged user (setpriv) and a system python3",
+)
+def test_an_unprivileged_user_gets_the_same_view(tmp_path: Path) -> None:
+    """Users are not root: as uid 65534, the holder mounts the view, the server side reads
+    it through /proc/PID/root, and a command joins it with the wrapper the sandbox builds."""
+    from types import SimpleNamespace
+
+    top = Path(tempfile.mkdtemp(prefix="agentls-nobody-", dir="/tmp"))
+    try:
+        top.chmod(0o755)
+        code, ws, base = top / "code", top / "ws", top / "base"
+        for path in (code, ws, *(base / sub for sub in ("work", "layers", "root", "home"))):
+            path.mkdir(parents=True)
+        for name in ("holder.py", "helper.py"):
+            shutil.copy(Path(overlay_module.__file__).with_name(name), code / name)
+        (ws / "a.txt").write_text("hi\n")
+        (ws / ".env").write_text("SECRET\n")
+        subprocess.run(["chown", "-R", "65534:65534", str(top)], check=True)
+        view = overlay_module.OverlayView(ws, base, SecretFiles([]), 1 << 26)
+        view._process = SimpleNamespace(pid="PID", poll=lambda: None)  # type: ignore[assignment]
+        wrapper, extra = view.command_wrapper(ISOLATION)
+        helper = {
+            "self_unshare": ISOLATION.self_unshare,
+            "fs": True,
+            "keep": str(base),
+            "work": str(base / "work"),
+            "newroot": str(base / "root"),
+            "home": str(base / "home"),
+            "expose": [],
+            "mask": [],
+            "root": str(ws),
+            "passthrough": [],
+            "cwd": str(ws),
+            "nproc": 4096,
+            "fsize": 1 << 30,
+        }
+        arguments = {"base": str(base), "code": str(code), "ws": str(ws), "wrapper": wrapper}
+        arguments |= {"helper": helper, "extra": list(extra)}
+        done = subprocess.run(
+            [
+                *("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"),
+                *("/usr/bin/python3", "-c", UNPRIVILEGED_DRIVER, json.dumps(arguments)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+        )
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert out["ready"]["ok"] and out["ready"]["userns"], out
+        assert out["mount"] == {"ok": True} and out["sync"] == {"ok": True, "errors": []}
+        assert out["view"] == ["a.txt", "new.txt"]
+        code_, stdout, stderr = out["command"]
+        assert code_ == 0 and stdout.startswith("staged\nx\n"), out
+        assert ".env: No such file" in stderr and "CapEff:\t0000000000000000" in stdout
+        assert (ws / "a.txt").read_text() == "hi\n"
+        assert out["exit"] == 0
+    finally:
+        shutil.rmtree(top, ignore_errors=True)

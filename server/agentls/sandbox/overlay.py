@@ -301,7 +301,9 @@ class OverlayView:
         nsenter = shutil.which("nsenter")
         if nsenter is None:
             raise SandboxError("the nsenter program is gone")
-        user = ["--user"] if self.userns else []
+        # --preserve-credentials: no setgroups(2), which the holder's user namespace denies
+        # (an unprivileged user must, to map its group); our uid is root in there anyway.
+        user = ["--user", "--preserve-credentials"] if self.userns else []
         # Inside the holder's user namespace we are root already: no second mapping.
         wrapper = [w for w in isolation.wrapper if not (self.userns and w == "--map-root-user")]
         return [nsenter, f"--target={process.pid}", *user, "--mount", "--", *wrapper], {}
