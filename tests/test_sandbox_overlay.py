@@ -726,7 +726,8 @@ def test_an_unprivileged_user_gets_the_same_view(tmp_path: Path) -> None:
             "nproc": 4096,
             "fsize": 1 << 30,
         }
-        arguments = {"base": str(base), "code": str(code), "ws": str(ws), "wrapper": wrapper}
+        arguments: dict[str, Any] = {"base": str(base), "code": str(code), "ws": str(ws)}
+        arguments["wrapper"] = wrapper
         arguments |= {"helper": helper, "extra": list(extra)}
         done = subprocess.run(
             [
