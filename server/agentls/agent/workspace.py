@@ -16,10 +16,9 @@ import os
 import re
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from agentls.agent.offloop import run_off_loop
 from agentls.agent.ripgrep import find_ripgrep, is_binary
@@ -34,6 +33,9 @@ from agentls.agent.search import (
     searchable_disk_text,
     walk_key,
 )
+from agentls.documents import DocumentProvider as DocumentProvider
+from agentls.documents import Snapshot as Snapshot
+from agentls.documents import no_documents
 from agentls.edits import FileChange, read_disk_text
 from agentls.secret_files import SecretFiles
 from agentls.settings import DEFAULT_SECRET_FILES
@@ -41,31 +43,6 @@ from agentls.settings import DEFAULT_SECRET_FILES
 
 class ToolError(Exception):
     """A tool cannot do what was asked; the message goes back to the model verbatim."""
-
-
-class Snapshot(Protocol):
-    """An open document (``agentls.tasks.base.DocumentSnapshot`` has this shape).
-
-    Declared structurally so ``agent`` does not import ``tasks`` (imports flow the other way).
-    """
-
-    @property
-    def text(self) -> str: ...
-
-    @property
-    def version(self) -> int | None: ...
-
-
-# A provider may also have ``open_paths()``: the paths of every open buffer. Then grep asks it
-# only about those; without it, grep must ask about every file it searches (correct, slower).
-DocumentProvider = Callable[[Path], Snapshot | None]
-
-
-def _no_documents(_path: Path) -> Snapshot | None:
-    return None
-
-
-_no_documents.open_paths = list  # type: ignore[attr-defined]  # none open: nothing to ask
 
 
 # Characters that read as '/', '\\' or '.' to a person or to a lenient decoder further down
@@ -131,7 +108,7 @@ class Workspace:
     def __init__(
         self,
         root: Path,
-        documents: DocumentProvider = _no_documents,
+        documents: DocumentProvider = no_documents,
         *,
         max_read_lines: int = 400,
         secret_files: Iterable[str] = DEFAULT_SECRET_FILES,
