@@ -45,6 +45,11 @@ _live: weakref.WeakSet[Sandbox] = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
+# util-linux's setpriv sets the parent-death signal for the process it execs.
+_SETPRIV = shutil.which("setpriv")
+PDEATHSIG: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "KILL", "--") if _SETPRIV else ()
+
+
 def live_sandboxes() -> list[Sandbox]:
     """The sandboxes whose copy exists right now."""
     with _live_lock:
@@ -351,8 +356,12 @@ class Sandbox:
         env: Mapping[str, str],
         view: View,
     ) -> list[str]:
+        # The server may die by SIGKILL, which it cannot handle: the kernel then kills the
+        # command's first process (PR_SET_PDEATHSIG, kept across exec), and unshare's
+        # --kill-child takes the PID namespace, and so every process in it, down with it.
+        guard = list(PDEATHSIG)
         if not isolation.network:
-            return argv
+            return [*guard, *argv]
         wrapper, extra = view.command_wrapper(isolation)
         mount_over = isolation.filesystem and not base.is_relative_to(self.root)
         expose = self._toolchains(env) if isolation.filesystem else []
@@ -372,7 +381,7 @@ class Sandbox:
             "fsize": self.config.max_file_size_limit,
         }
         options.update(extra)
-        return [*wrapper, *helper_argv(options), *argv]
+        return [*guard, *wrapper, *helper_argv(options), *argv]
 
     async def _run(
         self, argv: list[str], base: Path, isolation: Isolation, timeout: float
