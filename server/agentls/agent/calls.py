@@ -3,7 +3,6 @@ from their earlier result, and measuring what a call changed in the staged view.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Collection
 from pathlib import Path
@@ -14,10 +13,7 @@ from agentls.agent.prompts import REPEATED_CALL
 from agentls.agent.tools import ToolRegistry, ToolResult
 from agentls.edits import FileChange
 from agentls.llm.types import ToolCall
-
-# Lines of a changed region beyond which the counts are not diffed line by line (the region's
-# lengths are counted instead): a rewrite of a huge file must not stall the loop.
-_DIFF_LIMIT = 4000
+from agentls.textdiff import hunks
 
 
 class StagedView(Protocol):
@@ -97,21 +93,9 @@ def staged_edits(view: StagedView | None, before: Snapshot) -> tuple[StagedEdit,
 
 
 def line_counts(old: str, new: str) -> tuple[int, int]:
-    """Lines added and removed going from ``old`` to ``new``."""
-    a, b = old.splitlines(), new.splitlines()
-    start = 0
-    while start < len(a) and start < len(b) and a[start] == b[start]:
-        start += 1
-    end_a, end_b = len(a), len(b)
-    while end_a > start and end_b > start and a[end_a - 1] == b[end_b - 1]:
-        end_a, end_b = end_a - 1, end_b - 1
-    mid_a, mid_b = a[start:end_a], b[start:end_b]
-    if not mid_a or not mid_b or len(mid_a) + len(mid_b) > _DIFF_LIMIT:
-        return len(mid_b), len(mid_a)
-    added = removed = 0
-    matcher = difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag != "equal":
-            removed += i2 - i1
-            added += j2 - j1
+    """Lines added and removed going from ``old`` to ``new`` (the linear line diff, so a
+    change to a large file costs little)."""
+    changed = hunks(old, new)
+    added = sum(h.new_end - h.new_start for h in changed)
+    removed = sum(h.end - h.start for h in changed)
     return added, removed

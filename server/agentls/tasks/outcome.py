@@ -3,10 +3,10 @@ early, so a run cut short still tells the user what they are about to review."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from pathlib import Path
 
+from agentls.agent.calls import line_counts
 from agentls.agent.loop import LoopResult
 from agentls.edits import FileChange
 
@@ -18,15 +18,9 @@ STOP_REASONS = {
 
 def describe_change(change: FileChange, rel: Callable[[Path], str]) -> str:
     """One change as ``path (+added -removed)``, or ``new path (N lines)``."""
-    new_lines = change.new_text.splitlines()
     if change.old_text is None:
-        return f"new {rel(change.path)} ({len(new_lines)} lines)"
-    added = removed = 0
-    for line in difflib.unified_diff(change.old_text.splitlines(), new_lines, lineterm="", n=0):
-        if line.startswith("+") and not line.startswith("+++"):
-            added += 1
-        elif line.startswith("-") and not line.startswith("---"):
-            removed += 1
+        return f"new {rel(change.path)} ({len(change.new_text.splitlines())} lines)"
+    added, removed = line_counts(change.old_text, change.new_text)
     return f"{rel(change.path)} (+{added} -{removed})"
 
 
