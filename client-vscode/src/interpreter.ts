@@ -1,9 +1,10 @@
 /**
  * Which Python starts the server: `agent.pythonPath`, else the Python extension's active
- * interpreter, else `python3`. No `vscode` import, so it is unit-testable.
+ * interpreter, else `python3`; when that one has no agentls, the extension's own environment
+ * (installed from the bundled wheel). No `vscode` import, so it is unit-testable.
  */
 
-export type InterpreterSource = "setting" | "python-extension" | "default";
+export type InterpreterSource = "setting" | "python-extension" | "default" | "private";
 
 export interface Interpreter {
   command: string;
@@ -62,6 +63,12 @@ export function describeInterpreter(interpreter: Interpreter): string {
     setting: "from agent.pythonPath",
     "python-extension": "the Python extension's active interpreter",
     default: "the default; set agent.pythonPath to choose another",
+    private: "this extension's own environment",
   }[interpreter.source];
   return `${interpreter.command} ${interpreter.args.join(" ")} (${where})`;
+}
+
+/** The extension's own environment's interpreter, installed from the bundled wheel. */
+export function privateInterpreter(python: string): Interpreter {
+  return { command: python, args: [...SERVER_ARGS], source: "private" };
 }

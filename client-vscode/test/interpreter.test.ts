@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { chooseInterpreter, describeInterpreter, expandPath } from "../src/interpreter";
+import { chooseInterpreter, describeInterpreter, expandPath, privateInterpreter } from "../src/interpreter";
 
 test("agent.pythonPath wins over the Python extension and the default", () => {
   const chosen = chooseInterpreter({ configured: "/opt/venv/bin/python", fromPythonExtension: "/usr/bin/python3.12" });
@@ -34,4 +34,11 @@ test("workspace, home and environment variables are expanded", () => {
   );
   // Without a workspace the variable stays visible, so the error message shows what was meant.
   assert.equal(expandPath("${workspaceFolder}/python", {}), "${workspaceFolder}/python");
+});
+
+test("the extension's own environment says so", () => {
+  assert.equal(
+    describeInterpreter(privateInterpreter("/store/venv/bin/python")),
+    "/store/venv/bin/python -m agentls (this extension's own environment)",
+  );
 });
