@@ -1,11 +1,13 @@
 """The VS Code extension in a real VS Code: code-server 4.100.3 (the VS Code 1.100 workbench
 with a real extension host) in Debian's headless Chromium, driven by playwright-core.
 
-The .vsix is built and installed as a user would; the extension starts ``python -m agentls``
-(this tree's server) against the scripted model server. client-vscode/test/e2e/drive.mjs
-does what a user does and records what they would see; this test checks the record and the
-files. Needs node 20, npm, chromium and ripgrep (``.ci/run`` installs them); code-server
-and the npm packages are installed on first use, outside git.
+The .vsix is built and installed as a user would (it carries this tree's agentls wheel); the
+extension starts ``python -m agentls`` against the scripted model server, either this tree's
+server or, for a Python without agentls, the private environment its "Install agentls" button
+makes from the wheel. client-vscode/test/e2e/drive.mjs does what a user does and records what
+they would see; this test checks the record and the files. Needs node 20, npm, chromium and
+ripgrep (``.ci/run`` installs them); code-server and the npm packages are installed on first
+use, outside git.
 """
 
 from __future__ import annotations
@@ -223,7 +225,9 @@ def workbench(
         yield wb
 
 
-def _drive(config: dict[str, Any], tmp_path: Path, workbench: dict[str, Any]) -> dict[str, Any]:
+def _drive(
+    config: dict[str, Any], tmp_path: Path, workbench: dict[str, Any], timeout: float = 240
+) -> dict[str, Any]:
     """Run drive.mjs with this config; its report, or an AssertionError telling what failed."""
     report_path = tmp_path / "report.json"
     config = {
@@ -245,7 +249,7 @@ def _drive(config: dict[str, Any], tmp_path: Path, workbench: dict[str, Any]) ->
         cwd=CLIENT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
     )
     elapsed = time.monotonic() - started
     report: dict[str, Any] = (
@@ -260,10 +264,11 @@ def _drive(config: dict[str, Any], tmp_path: Path, workbench: dict[str, Any]) ->
     return report
 
 
-def _agentls_log(data: Path) -> str:
-    """The extension's Output channel ("agentls"), as code-server saved it."""
+def _agentls_log(data: Path, limit: int = 4000) -> str:
+    """The extension's Output channel ("agentls"), as code-server saved it (the last ``limit``
+    characters of each log file)."""
     logs = sorted((data / "user" / "logs").rglob("*agentls*.log"))
-    return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-4000:]}" for p in logs)
+    return "\n".join(f"--- {p}\n{p.read_text(errors='replace')[-limit:]}" for p in logs)
 
 
 def test_vscode_extension_end_to_end(
@@ -338,10 +343,12 @@ def test_vscode_extension_end_to_end(
     assert any("Agent: Explain" in a for a in actions)
     assert steps["codeAction"]["disk"] == AFTER_CODE_ACTION
 
-    # The explanation opened as a Markdown preview beside the code.
+    # The explanation opened as a Markdown preview beside the code; the status bar then shows
+    # how full the run's context was.
     assert "calc-explanation.md" in steps["explain"]["tab"]
     assert "What total does" in steps["explain"]["previewText"]
     assert steps["explain"]["editorGroups"] >= 2
+    assert MODEL in steps["explain"]["statusBar"] and "ctx" in steps["explain"]["statusBar"]
 
     # Generate Tests created the test module through the preview (a new file, unticked too).
     tests_dir = workbench["workspace"] / "tests"
@@ -364,10 +371,11 @@ def test_vscode_extension_end_to_end(
     assert disk.read_text() == AFTER_REFACTOR_SELECTION
     assert len(scripted_model.requests) == 10
 
-    # A crashed server: the user reads why and that it restarts; the new one answers.
+    # A crashed server: the user reads that it stopped and restarts (vscode-languageclient
+    # restarts it); the new one answers.
     crash = steps["crash"]
-    assert "agentls: the server was killed by SIGKILL" in crash["message"]
-    assert "Restarting in 1s" in crash["message"]
+    assert "agentls: the server stopped unexpectedly" in crash["message"]
+    assert "Restarting it." in crash["message"]
     assert crash["newPid"] != crash["oldPid"]
     assert f"{MODEL} on ollama at {scripted_model.url}" in crash["status"]
     assert "is ready" in crash["status"]
@@ -384,18 +392,79 @@ def test_vscode_extension_end_to_end(
         shutil.copyfile(shot, docs_shot)
 
 
-def test_vscode_says_why_a_python_without_agentls_cannot_start_the_server(
-    code_server: Path, vsix: Path, tmp_path: Path
+def test_vscode_installs_agentls_for_a_python_without_it_and_then_explains(
+    code_server: Path, vsix: Path, scripted_model: ScriptedModelServer, tmp_path: Path
 ) -> None:
+    """The bare-venv case through the install button: the message names the interpreter and
+    the cause, "Install agentls" makes the private environment from the wheel in the .vsix
+    (dependencies from the index pip is configured for), the server starts from there, says how
+    to get a model while none answers, and explains once the model server is up."""
+    from agentls.llm.defaults import default_model_candidates, total_memory_bytes
+
     bare = tmp_path / "bare"  # a real interpreter that has no agentls
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    # ... and one whose agentls dies on import (found by the probe, the server never starts).
+    broken = tmp_path / "broken"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(broken)], check=True)
+    (site,) = broken.glob("lib/python3*/site-packages")
+    (site / "agentls").mkdir()
+    (site / "agentls" / "__init__.py").write_text("raise ImportError('agentls is broken here')\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    settings = _user_settings(pythonPath=str(bare / "bin" / "python"), model=MODEL)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    down = f"http://127.0.0.1:{closed_port()}"
+    settings = _user_settings(pythonPath=str(bare / "bin" / "python"), baseUrl=down, testCommand="")
+    scripted_model.script([Reply(content=EXPLANATION)])
+    config = {
+        "scenario": "install",
+        "model": MODEL,
+        "modelUrl": scripted_model.url,
+        "downUrl": down,
+        "barePython": str(bare / "bin" / "python"),
+        "brokenPython": str(broken / "bin" / "python"),
+        "expect": {"explanationText": "It adds the items up, one by one."},
+    }
     with _workbench(code_server, vsix, tmp_path, settings, env) as workbench:
-        report = _drive({"scenario": "broken-python"}, tmp_path, workbench)
-    message = report["steps"]["brokenPython"]["message"]
-    assert f"{bare}/bin/python -m agentls (from agent.pythonPath)" in message
-    assert "No module named agentls" in message
-    assert "pip install agentls" in message and "agent.pythonPath" in message
-    assert report["steps"]["brokenPython"]["buttons"] == ["Show Output", "Restart Server"]
-    assert "agentls  error" in report["steps"]["brokenPython"]["statusBar"]  # $(error) icon
+        config["settingsFile"] = str(workbench["data"] / "user" / "User" / "settings.json")
+        report = _drive(config, tmp_path, workbench, timeout=480)
+        output = _agentls_log(workbench["data"], limit=1_000_000)
+    steps = report["steps"]
+
+    missing = steps["brokenPython"]
+    assert f"{bare}/bin/python -m agentls (from agent.pythonPath)" in missing["message"]
+    assert "No module named agentls" in missing["message"]
+    assert "pip install agentls" in missing["message"] and "agent.pythonPath" in missing["message"]
+    assert missing["buttons"] == ["Install agentls", "Show Output"]
+    assert "error" in missing["statusBar"]  # $(error) icon
+
+    # The install ran with progress, and the server now runs from the private environment.
+    install = steps["install"]
+    assert "agentls: installing agentls" in install["progress"]
+    storage = workbench["data"] / "user" / "User" / "globalStorage" / "agentls.agentls" / "venv"
+    assert install["servers"] == [str(storage / "bin" / "python")]
+    assert "pip install" in output and "Successfully installed" in output
+
+    # No model server answered: start Ollama, pull the Gemma 4 for this machine's memory,
+    # and agentls doctor's findings are in the output.
+    recommended = default_model_candidates(total_memory_bytes())[0]
+    assert f"no model server answers at {down}" in install["help"]
+    assert "ollama serve" in install["help"] and f"ollama pull {recommended}" in install["help"]
+    assert install["helpButtons"] == ["Show Doctor Findings", "Don't Show Again"]
+    assert "agentls doctor:" in output and "[FAIL] server" in output
+
+    # The model server came up: the status bar names its model; Explain works; the status bar
+    # shows the run's numbers.
+    assert MODEL in steps["modelUp"]["statusBar"]
+    assert "It adds the items up" in steps["explain"]["previewText"]
+    assert "tok/s" in steps["explain"]["statusBar"] and "ctx" in steps["explain"]["statusBar"]
+    assert len(scripted_model.requests) == 1
+
+    # A server that dies before it answers initialize: one message with its last stderr line
+    # and the fixes (no second popup from vscode-languageclient), and it is not restarted.
+    dead = steps["brokenServer"]
+    who = f"{broken}/bin/python -m agentls (from agent.pythonPath)"
+    assert f"{who} stopped before it started" in dead["message"]
+    assert "ImportError: agentls is broken here" in dead["message"]
+    assert dead["buttons"] == ["Install agentls", "Show Output", "Restart Server"]
+    lc_popups = ("couldn't create connection", "initialization failed", "Connection to server")
+    assert not [n for n in dead["notifications"] if any(p in n for p in lc_popups)]
+    assert "error" in dead["statusBar"]

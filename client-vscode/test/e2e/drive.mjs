@@ -73,6 +73,40 @@ async function tabTitles() {
   return page.$$eval(".tabs-container .tab", (tabs) => tabs.map((t) => t.getAttribute("aria-label") ?? t.textContent ?? ""));
 }
 
+/** The agentls status bar item's text (codicons as their names, e.g. "check"). */
+async function statusBar() {
+  const items = await page.$$eval(".statusbar-item", (els) => els.map((e) => e.getAttribute("aria-label") ?? e.textContent ?? ""));
+  return items.filter((t) => t.includes("agentls") || t.includes("hubot") || t.includes("ctx")).join(" | ");
+}
+
+/** A notification's message and buttons, once one with `text` is shown. */
+async function toast(text, timeout = 30000) {
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: text }).first();
+  await toast.waitFor({ state: "visible", timeout });
+  const message = await toast.locator(".notification-list-item-message").innerText();
+  const buttons = await toast.locator(".monaco-button").allTextContents();
+  return { toast, message, buttons };
+}
+
+/**
+ * Set a text setting in the Settings UI, as a user does (the extension sees a live change);
+ * `current` is the value expected before, `tab` the settings target ("User", "Remote").
+ */
+async function setTextSetting(key, value, current, tab = "User") {
+  await runFromPalette("Preferences: Open User Settings");
+  await page.locator(".settings-editor").waitFor({ state: "visible" });
+  await page.locator(".settings-editor .settings-tabs-widget .action-label", { hasText: tab }).first().click();
+  // The search box (it may hold an earlier search when the editor was open already).
+  await page.locator(".settings-editor .search-container .suggest-input-container").click();
+  await page.keyboard.press("Control+A");
+  await page.keyboard.type(key);
+  const input = page.locator(".settings-editor .setting-item-text input").first();
+  await input.waitFor({ state: "visible" });
+  if (current !== undefined) await waitFor(`the ${key} setting`, async () => (await input.inputValue()) === current);
+  await input.fill(value);
+  await page.keyboard.press("Tab");
+}
+
 async function notifications() {
   return page.$$eval(".notifications-toasts .notification-toast", (els) => els.map((e) => e.textContent ?? ""));
 }
@@ -172,17 +206,61 @@ async function finish() {
   process.exit(0);
 }
 
-if (config.scenario === "broken-python") {
-  // agent.pythonPath names a Python without agentls: the user is told why and what to do.
+if (config.scenario === "install") {
+  // agent.pythonPath names a Python without agentls: the user is told why and offered the install.
   await step("brokenPython", async () => {
     await page.goto(config.url, { waitUntil: "domcontentloaded" });
     await page.locator(".monaco-workbench").waitFor({ timeout: 60000 });
-    const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "pip install agentls" }).first();
-    await toast.waitFor({ state: "visible", timeout: 30000 });
-    const message = await toast.locator(".notification-list-item-message").innerText();
-    const buttons = await toast.locator(".monaco-button").allTextContents();
-    const items = await page.$$eval(".statusbar-item", (els) => els.map((e) => e.getAttribute("aria-label") ?? e.textContent ?? ""));
-    return { message, buttons, statusBar: items.filter((t) => t.includes("agentls")).join(" | ") };
+    const { message, buttons } = await toast("No module named agentls");
+    return { message, buttons, statusBar: await statusBar() };
+  });
+  // One click: a private environment from the bundled wheel, with progress; then the server.
+  await step("install", async () => {
+    const { toast: offer } = await toast("No module named agentls");
+    await offer.hover();
+    await offer.locator(".monaco-button", { hasText: "Install agentls" }).click();
+    const progress = await toast("agentls: installing agentls", 30000);
+    // No model server answers yet: how to start Ollama and which Gemma 4 to pull.
+    const help = await toast("no model server answers", 360000);
+    const servers = agentServers().map((pid) => readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0]);
+    return { progress: progress.message, help: help.message, helpButtons: help.buttons, servers, statusBar: await statusBar() };
+  });
+  // The model server comes up (here: the scripted one); the status bar names its model.
+  await step("modelUp", async () => {
+    await setTextSetting("agent.baseUrl", config.modelUrl, config.downUrl);
+    const item = await waitFor("the status bar to show the model", async () => {
+      const text = await statusBar();
+      return text.includes(config.model) ? text : false;
+    }, 30000);
+    return { statusBar: item };
+  });
+  await step("explain", async () => {
+    await openFile();
+    await selectLines(1, 2);
+    await runFromPalette("Agent: Explain Selection");
+    const text = await waitFor("the explanation rendered", async () => {
+      for (const frame of page.frames()) {
+        const body = await frame.evaluate(() => document.body?.innerText ?? "").catch(() => "");
+        if (body.includes(config.expect.explanationText)) return body;
+      }
+      return false;
+    }, 60000);
+    // After the run the status bar shows its numbers.
+    const item = await waitFor("the run's numbers in the status bar", async () => {
+      const bar = await statusBar();
+      return bar.includes("tok/s") ? bar : false;
+    }, 20000);
+    return { previewText: text, statusBar: item };
+  });
+  // agent.pythonPath now names a Python whose agentls dies on import: the server never
+  // answers initialize, is not restarted, and the message quotes its last line on stderr.
+  await step("brokenServer", async () => {
+    // A remote window's Settings UI lists machine-scoped settings (pythonPath is
+    // machine-overridable) under "Remote"; a value there overrides the user's.
+    await setTextSetting("agent.pythonPath", config.brokenPython, "", "Remote");
+    const { message, buttons } = await toast("stopped before it started", 30000);
+    await sleep(1000); // any second popup (vscode-languageclient's own) would be up by now
+    return { message, buttons, notifications: await notifications(), statusBar: await statusBar() };
   });
   await finish();
 }
@@ -251,7 +329,11 @@ await step("explain", async () => {
     return false;
   }, 20000);
   const groups = await page.locator(".editor-group-container").count();
-  return { tab, tabs: await tabTitles(), previewText: heading, editorGroups: groups };
+  const bar = await waitFor("the run's numbers in the status bar", async () => {
+    const text = await statusBar();
+    return text.includes("ctx") && text.includes("%") ? text : false;
+  });
+  return { tab, tabs: await tabTitles(), previewText: heading, editorGroups: groups, statusBar: bar };
 });
 
 await step("generateTests", async () => {
@@ -332,9 +414,7 @@ await step("crash", async () => {
   if (!pid || others.length) throw new Error(`expected one agentls server, found ${[pid, ...others]}`);
   process.kill(pid, "SIGKILL");
   // The user is told why it stopped and that it restarts.
-  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "agentls: the server" }).first();
-  await toast.waitFor({ state: "visible", timeout: 20000 });
-  const message = await toast.locator(".notification-list-item-message").innerText();
+  const { message } = await toast("agentls: the server", 20000);
   const restarted = await waitFor("a new server process", async () => {
     const now = agentServers();
     return now.length === 1 && now[0] !== pid ? now[0] : false;
@@ -349,14 +429,7 @@ await step("crash", async () => {
 await step("liveSettings", async () => {
   // Change agent.model in the Settings UI: the running server gets it without a restart and
   // the status bar names the new model (with a warning: the backend does not have it).
-  await runFromPalette("Preferences: Open User Settings");
-  await page.locator(".settings-editor").waitFor({ state: "visible" });
-  await page.keyboard.type("agent.model");
-  const input = page.locator(".settings-editor .setting-item-text input").first();
-  await input.waitFor({ state: "visible" });
-  await waitFor("the Model setting", async () => (await input.inputValue()) === config.model);
-  await input.fill(config.expect.otherModel);
-  await page.keyboard.press("Tab");
+  await setTextSetting("agent.model", config.expect.otherModel, config.model);
   const item = await waitFor("the status bar to show the new model", async () => {
     const items = await page.$$eval(".statusbar-item", (els) => els.map((e) => e.getAttribute("aria-label") ?? ""));
     return items.find((t) => t.includes(config.expect.otherModel));
