@@ -7,6 +7,7 @@ server's own token counts and timings.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -15,11 +16,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from agentls.demo import DemoError, DemoModelServer, DemoNotInstalled, find_llama_server
+from agentls.agent.toolmode import parse_reply, render_constrained
+from agentls.demo import (
+    DEMO_CACHE_REUSE,
+    DEMO_CONTEXT_LENGTH,
+    DemoError,
+    DemoModelServer,
+    DemoNotInstalled,
+    find_llama_server,
+)
+from agentls.llm._http import make_timeout
+from agentls.llm.openai import OpenAIBackend
+from agentls.llm.types import Message, ToolCall
+from agentls.settings import Settings
+from agentls.tasks.base import TaskContext, TaskRequest
+from agentls.tasks.common import prepare, run_task
+from agentls.tasks.refactor import REFACTOR_TASK
 from lsp_support import agent_client, apply_edits, closed_port, document_changes
-from real_model import RealModel
+from real_model import MAX_OUTPUT_TOKENS, RealModel, TimingsTap
 
 # The session's llama-server may be built on first use (minutes); after that a test takes
 # seconds. The default 180 s would count the build against the first test.
@@ -176,3 +193,106 @@ def test_demo_server_that_cannot_start_shows_its_output(real_model: RealModel) -
     message = str(caught.value)
     assert "llama-server exited" in message
     assert "Its last output:" in message and len(message.splitlines()) > 2
+
+
+def test_demo_server_keeps_prefixes_reusable() -> None:
+    command = DemoModelServer(port=1).command(Path("llama-server"), Path("model.gguf"))
+    # Gemma 3's sliding-window layers keep only the window's KV without this flag.
+    assert "--swa-full" in command
+    # A reply the server generated inside a ```json fence is found again a few tokens on.
+    assert int(command[command.index("--cache-reuse") + 1]) > 0
+    assert DemoModelServer(port=1, cache_reuse=0).command(Path("b"), Path("m"))[-1] == "0"
+
+
+# A constrained reply of Gemma 3 270M cut at the token limit, mid-string.
+CUT_REPLY = (
+    '{"tool": "edit", "arguments": {\n  "path": "inventory.py",\n  "old_text": "1",\n'
+    '  "new_text": "2",\n  "edits": [\n    {\n      "old_text": "1",\n      "new_text": "2",\n'
+    '      "to_path": "to_path",\n      "'
+)
+
+
+def test_a_reply_cut_at_the_token_limit_goes_back_as_written() -> None:
+    # The harness repairs a call out of it; the server's cache holds the text as written, so
+    # sending the repaired call instead would cost the next turn the whole reply (253 tokens
+    # of a 256-token reply on the short bench).
+    calls = parse_reply(CUT_REPLY, ["read", "edit", "finish"])
+    assert [c.name for c in calls] == ["edit"]
+    history = [
+        Message("system", "S"),
+        Message("user", "refactor inventory.py"),
+        Message("assistant", CUT_REPLY, tool_calls=calls),
+        Message("tool", "Error: ...", tool_call_id="c1", name="edit"),
+    ]
+    assert render_constrained(history)[2] == Message("assistant", CUT_REPLY)
+    # A reply that does not hold the call it is stored with still goes back as that call.
+    other = [ToolCall("finish", {"summary": "done"}, id="c2")]
+    stored = Message("assistant", CUT_REPLY, tool_calls=other)
+    rendered = render_constrained([*history[:2], stored])[2].content
+    assert json.loads(rendered) == {"tool": "finish", "arguments": {"summary": "done"}}
+
+
+async def test_second_turn_reuses_the_first_reply_as_far_as_it_retokenizes(
+    real_model: RealModel, tmp_path: Path
+) -> None:
+    """After turn 1 the server's slot holds the prompt and the reply as *generated*; turn 2
+    sends the reply back as written, which the server tokenizes afresh. llama-server's
+    structured output lets the model put the JSON in a ```json fence that the reply's content
+    leaves out, and the tiny model does so on its first reply: turn 2's prompt then differed
+    from the slot at the reply's first token, and the whole reply was processed again. With
+    the demo's --cache-reuse, the server finds the reply a few tokens on in the slot and
+    shifts it into place, as far as its generated tokens are the ones the text tokenizes to
+    (the grammar can force a split the tokenizer never makes, e.g. "edit" "s" for "edits")."""
+    root = project(tmp_path)
+    settings = Settings(
+        backend="openai",
+        base_url=real_model.url,
+        model=real_model.model,
+        tool_mode="constrained",
+        max_turns=2,
+        context_length=DEMO_CONTEXT_LENGTH,
+        max_output_tokens=MAX_OUTPUT_TOKENS,
+    )
+    tap = TimingsTap()
+    http = httpx.AsyncClient(transport=tap, timeout=make_timeout(settings))
+    ctx = TaskContext(root=root, settings=settings, backend=OpenAIBackend(settings, client=http))
+    req = TaskRequest(root / "inventory.py", None, "use sum() in total_value")
+    prepared = prepare(ctx, req)
+    checks: list[int] = []
+
+    async def fail_once() -> str | None:
+        # A second turn even if the model calls finish at once.
+        checks.append(1)
+        return "Check failed: total_value still has a loop." if len(checks) == 1 else None
+
+    try:
+        await run_task(ctx, req, prepared, REFACTOR_TASK, verify=fail_once)
+    finally:
+        await prepared.aclose()
+        await http.aclose()
+
+    first, second = tap.calls[:2]
+    reply = second.messages[len(first.messages)]
+    assert reply["role"] == "assistant"
+    async with httpx.AsyncClient(timeout=10) as client:
+        resp = await client.post(
+            real_model.url.removesuffix("/v1") + "/tokenize",
+            json={"content": reply["content"], "with_pieces": True},
+        )
+    pieces = [t["piece"] for t in resp.json()["tokens"]]
+    generated = first.generated
+    # Where the reply's text starts among the generated tokens (after a fence, if any), and
+    # how many tokens from there are the ones the reply's text tokenizes to.
+    start = next(
+        (i for i in range(len(generated)) if generated[i : i + 2] == pieces[:2]), len(generated)
+    )
+    same = 0
+    while same < len(pieces) and start + same < len(generated):
+        if generated[start + same] != pieces[same]:
+            break
+        same += 1
+    if same < DEMO_CACHE_REUSE:
+        pytest.skip(f"the first reply's text retokenizes differently after {same} tokens")
+    first_prompt = first.timings["prompt_n"] + first.timings["cache_n"]
+    reused = second.timings["cache_n"] - first_prompt
+    assert reused >= same, (start, same, reused, generated[:8], pieces[:8])
