@@ -1,17 +1,38 @@
 """KV-cache reuse against a real llama-server (the demo model server, Gemma 3 270M).
 
-Runs, on one server and in this order: a multi-turn refactor of examples/inventory.py in
-constrained mode, then two consecutive explain requests on the same file. For every model call it
-records llama-server's own ``timings`` (``prompt_n``: tokens processed, ``cache_n``: tokens served
-from the KV cache) straight from the HTTP stream, next to what the agent's stats recorded, and
-reports the share served from cache, ``cache_n / (cache_n + prompt_n)``.
+Two parts, each on a fresh server:
 
-Target (issue 3): at least 90% on every call after the first of the run. The first call of a
-request can reuse only what an earlier request left in the slot; the table says which rows the
-target covers.
+``long`` (issue 10): a refactor of a realistic file, bench/fixtures/billing.py (400 lines), run
+through the real refactor task (the same first message, tools and loop as ``agent/refactor``)
+for ``--turns`` (default 10) model calls, then the loop's own final call that asks for the
+answer. The model is a tiny *base* model in constrained mode: every reply is a real,
+grammar-forced tool call that the real tools execute, but it does not do the refactor. It either
+calls ``finish`` early or, from its second reply on, copies its previous call verbatim. So that
+the run still lasts as long as real work would, two things differ from ``agent/refactor``:
+- a check stands in for the project's tests (verified edits' ``verify`` hook): when the model
+  finishes, it counts the money roundings still written out in the staged file and, while any
+  remain, tells the model which lines (a user message, as a failing test's output would be);
+  ``repair_turns`` is raised so the loop goes on;
+- the loop's stop for a model that repeats itself (``MAX_REPEAT_TURNS``) is lifted for the run;
+  repeated calls are still answered the loop's way ("nothing has changed since" + the result).
+No tool call is scripted and no tool result is made up: what runs is whatever the model wrote,
+through the real loop, so the prompts are exactly what the agent sends. Target: at least 90% of
+the prompt tokens served from the KV cache on every call from the second on.
 
-Prints a Markdown table and writes bench/results/cache-<date>.md (plus .json).
-Usage: python bench/cache.py [--refactor-turns 6] [--explain-turns 4] [--max-output-tokens 256]
+``short`` (issue 3): a multi-turn refactor of examples/inventory.py, then two consecutive explain
+requests on the same file, on one server. Its prompts are small (600-1300 tokens), so one tool
+result can be more than a tenth of a prompt; the "reused of prev" column shows whether anything
+that could have been reused was not.
+
+For every model call it records llama-server's own ``timings`` (``prompt_n``: tokens processed,
+``cache_n``: tokens served from the KV cache, ``prompt_ms``) straight from the HTTP stream, next to
+what the agent's stats recorded (prompt tokens, cached tokens, time to first token), and reports
+cached = ``cache_n / (cache_n + prompt_n)``.
+
+Prints Markdown tables and writes bench/results/cache-<date>.md (plus .json).
+Usage: python bench/cache.py [--part all|long|short] [--turns 10] [--cache-reuse N]
+       [--refactor-turns 6] [--explain-turns 4] [--max-output-tokens 256] [--seed 7]
+``--cache-reuse 0`` runs the demo server without KV shifting (the state before issue 10's fix).
 """
 
 from __future__ import annotations
@@ -19,10 +40,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,18 +53,33 @@ from typing import Any
 
 import httpx
 
-from agentls.demo import DemoModelServer
+from agentls.agent import loop as agent_loop
+from agentls.agent.workspace import Workspace
+from agentls.demo import DEMO_CACHE_REUSE, DemoModelServer
 from agentls.llm._http import make_timeout
 from agentls.llm.openai import OpenAIBackend
 from agentls.settings import Settings
 from agentls.tasks.base import TaskContext, TaskRequest
+from agentls.tasks.common import prepare, run_task
 from agentls.tasks.explain import run_explain
-from agentls.tasks.refactor import run_refactor
+from agentls.tasks.refactor import REFACTOR_TASK, run_refactor
 from recording import RecordingBackend
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "examples" / "inventory.py"
+FIXTURE = HERE / "fixtures" / "billing.py"
 TARGET = 0.90
+
+# The long run's context: the 400-line file is about 4,000 tokens, and ten turns of replies and
+# tool results must fit without context fitting eliding anything (that would change the prefix).
+LONG_CONTEXT = 16384
+LONG_INSTRUCTION = (
+    "Add a helper money(value) that rounds a Decimal to cents "
+    '(quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)) and use it for every such rounding in '
+    "the file, one edit per function; then use sum() for the totals in Invoice.subtotal and "
+    "build_invoice."
+)
+ROUNDING = "rounding=ROUND_HALF_UP"
 
 
 @dataclass
@@ -50,10 +88,12 @@ class Exchange:
 
     messages: list[dict[str, Any]]
     timings: dict[str, Any] = field(default_factory=dict)
+    generated: list[str] = field(default_factory=list)  # the tokens generated, as text pieces
 
 
 class _TappedStream(httpx.AsyncByteStream):
-    """Passes the SSE body through unchanged and keeps the last ``timings`` object in it."""
+    """Passes the SSE body through unchanged and keeps the last ``timings`` object in it and
+    the generated tokens (``logprobs``)."""
 
     def __init__(self, inner: httpx.AsyncByteStream, exchange: Exchange) -> None:
         self.inner = inner
@@ -70,34 +110,44 @@ class _TappedStream(httpx.AsyncByteStream):
         self._scan(self.buffer)
 
     def _scan(self, line: bytes) -> None:
-        if not line.startswith(b"data:") or b'"timings"' not in line:
+        if not line.startswith(b"data:"):
             return
         try:
             event = json.loads(line[5:])
         except ValueError:
+            return  # [DONE]
+        if not isinstance(event, dict):
             return
-        if isinstance(event, dict) and isinstance(event.get("timings"), dict):
+        if isinstance(event.get("timings"), dict):
             self.exchange.timings = event["timings"]
+        for choice in event.get("choices") or []:
+            for token in (choice.get("logprobs") or {}).get("content") or []:
+                self.exchange.generated.append(token["token"])
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
 class TimingsTap(httpx.AsyncBaseTransport):
-    """An HTTP transport that records each chat request's messages and the server's timings."""
+    """An HTTP transport that records each chat request's messages and the server's timings,
+    and asks for ``logprobs`` (which the agent ignores) to see the tokens generated."""
 
     def __init__(self) -> None:
         self.inner = httpx.AsyncHTTPTransport()
         self.exchanges: list[Exchange] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/chat/completions"):
+            return await self.inner.handle_async_request(request)
+        body = json.loads(request.content)
+        body["logprobs"] = True
+        headers = [(k, v) for k, v in request.headers.multi_items() if k != "content-length"]
+        request = httpx.Request(request.method, request.url, headers=headers, json=body)
+        exchange = Exchange(messages=body["messages"])
+        self.exchanges.append(exchange)
         response = await self.inner.handle_async_request(request)
-        if request.url.path.endswith("/chat/completions"):
-            body = json.loads(request.content)
-            exchange = Exchange(messages=body["messages"])
-            self.exchanges.append(exchange)
-            assert isinstance(response.stream, httpx.AsyncByteStream)
-            response.stream = _TappedStream(response.stream, exchange)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _TappedStream(response.stream, exchange)
         return response
 
     async def aclose(self) -> None:
@@ -116,16 +166,24 @@ class Row:
     usage_cached_tokens: int | None
     first_changed_message: int | None  # vs the previous call; None: only appended messages
     covered: bool  # does the >= 90% target apply to this row
+    tool: str = ""  # the tool the reply called
+    time_to_first_token: float | None = None  # seconds, the agent's own clock
+    prompt_ms: float | None = None  # llama-server's prompt-processing time
     # This call's reply: tokens the server generated, and tokens the same text has when the next
     # prompt is tokenized. When they differ, the reply's KV cannot be matched next turn.
     reply_generated_n: int = 0
     reply_retokenized_n: int = 0
+    # Did the server generate a ```json fence before the JSON (left out of `content`)? And how
+    # many of the reply's tokens, from its start, were generated as the text tokenizes.
+    reply_fenced: bool = False
+    reply_same_n: int = 0
 
     # cache_n against all the previous call left in the slot (its prompt plus its reply as
     # tokenized text): 100% means nothing reusable was re-processed; the rest of prompt_n is new.
     reuse_of_previous: float | None = None
     # Did the next call send this reply back as the model wrote it? (None: no next call.)
     reply_sent_verbatim: bool | None = None
+    reply: str = ""  # the reply's content (first 300 characters), to see what the model did
 
     @property
     def share(self) -> float:
@@ -145,49 +203,235 @@ def first_change(
     return None
 
 
-async def tokenize(server_url: str, text: str) -> list[int]:
-    """The server's own tokenization of ``text``, as it tokenizes it inside a prompt."""
+def tool_of(content: str) -> str:
+    """The tool a constrained reply calls, for the table ("?" when none can be read)."""
+    match = re.search(r'"tool"\s*:\s*"([^"]*)"', content)
+    return match.group(1) if match else "?"
+
+
+async def tokenize(server_url: str, text: str) -> list[str]:
+    """The server's own tokenization of ``text`` (as text pieces), as inside a prompt."""
     async with httpx.AsyncClient(timeout=10) as client:
-        resp = await client.post(server_url + "/tokenize", json={"content": text})
-    tokens: list[int] = resp.json()["tokens"]
-    return tokens
+        resp = await client.post(
+            server_url + "/tokenize", json={"content": text, "with_pieces": True}
+        )
+    return [str(token["piece"]) for token in resp.json()["tokens"]]
 
 
-async def run_bench(
-    refactor_turns: int, explain_turns: int, max_output: int, server_args: tuple[str, ...] = ()
+def same_tokens(generated: list[str], pieces: list[str]) -> tuple[bool, int]:
+    """Whether the generated tokens start with a fence, and how many of the reply text's
+    tokens (from its start) the server generated as such."""
+    start = next(
+        (i for i in range(len(generated)) if generated[i : i + 2] == pieces[:2]), len(generated)
+    )
+    same = 0
+    while same < len(pieces) and start + same < len(generated):
+        if generated[start + same] != pieces[same]:
+            break
+        same += 1
+    return bool(generated) and generated[0].startswith("```"), same
+
+
+async def server_info(demo: DemoModelServer) -> dict[str, Any]:
+    """Build, context and slots as the server reports them."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        props = (await client.get(demo.url + "/props")).json()
+    return {
+        "build_info": props.get("build_info"),
+        "n_ctx": props.get("default_generation_settings", {}).get("n_ctx"),
+        "total_slots": props.get("total_slots"),
+    }
+
+
+@dataclass
+class _Slot:
+    """What the bench knows about the server's one slot between calls."""
+
+    previous: list[dict[str, Any]] | None = None  # the previous call's messages
+    left: int = 0  # tokens of the previous call's prompt and reply
+    first_of_run: bool = True
+
+
+async def collect_rows(
+    name: str, tap: TimingsTap, backend: RecordingBackend, url: str, slot: _Slot, long: bool
+) -> list[Row]:
+    """One row per model call of a request, in order."""
+    rows = []
+    responses = [c.response for c in backend.calls]
+    for turn, (exchange, response) in enumerate(
+        zip(tap.exchanges, responses, strict=True), start=1
+    ):
+        timings = exchange.timings
+        verbatim: bool | None = None
+        if turn < len(tap.exchanges):
+            sent = tap.exchanges[turn].messages[len(exchange.messages)]
+            verbatim = sent.get("content") == response.content
+        retokenized = await tokenize(url, response.content)
+        fenced, same = same_tokens(exchange.generated, retokenized)
+        cache_n = int(timings.get("cache_n", 0))
+        prompt_n = int(timings.get("prompt_n", 0))
+        # The long run: every call after its first. The short run: its very first call finds
+        # an empty cache, and the first call of a new request on a new task shares only the
+        # fixed prefix.
+        short_covered = not slot.first_of_run and (turn > 1 or name == "explain #2")
+        covered = turn > 1 if long else short_covered
+        prompt_ms = timings.get("prompt_ms")
+        rows.append(
+            Row(
+                request=name,
+                turn=turn,
+                prompt_n=prompt_n,
+                cache_n=cache_n,
+                usage_prompt_tokens=response.usage.prompt_tokens,
+                usage_cached_tokens=response.usage.cached_prompt_tokens,
+                first_changed_message=first_change(slot.previous, exchange.messages),
+                covered=covered,
+                tool=tool_of(response.content),
+                time_to_first_token=response.usage.time_to_first_token,
+                prompt_ms=float(prompt_ms) if isinstance(prompt_ms, int | float) else None,
+                reply_generated_n=int(timings.get("predicted_n", 0)),
+                reply_retokenized_n=len(retokenized),
+                reply_fenced=fenced,
+                reply_same_n=same,
+                reply_sent_verbatim=verbatim,
+                reply=response.content[:300],
+                reuse_of_previous=min(1.0, cache_n / slot.left) if slot.left else None,
+            )
+        )
+        slot.left = cache_n + prompt_n + len(retokenized)
+        slot.previous = exchange.messages
+        slot.first_of_run = False
+    return rows
+
+
+def settings_for(demo: DemoModelServer, **extra: Any) -> Settings:
+    """Constrained tool calls against the demo server."""
+    return Settings(
+        backend="openai",
+        base_url=demo.openai_url,
+        model=demo.model,
+        tool_mode="constrained",
+        context_length=demo.context_length,
+        **extra,
+    )
+
+
+def server_args_for(seed: int | None, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The bench's extra llama-server arguments: a fixed sampling seed (so that runs with and
+    without a flag see the same first reply), then the user's."""
+    return (("--seed", str(seed)) if seed is not None else ()) + extra
+
+
+class RoundingCheck:
+    """The long run's stand-in for the project's tests: passes once no money rounding is
+    written out in the staged file any more, else says which lines still have one."""
+
+    def __init__(self, workspace: Workspace, rel_path: str) -> None:
+        self.workspace = workspace
+        self.rel_path = rel_path
+        self.failures = 0
+
+    async def __call__(self) -> str | None:
+        text = self.workspace.read_text(self.rel_path)
+        lines = [n for n, line in enumerate(text.splitlines(), 1) if ROUNDING in line]
+        if not lines:
+            return None
+        self.failures += 1
+        return (
+            f"Check failed: {len(lines)} roundings in {self.rel_path} are still written out "
+            f"(lines {', '.join(map(str, lines))}). Define money() once and use it there, one "
+            "edit at a time, then call finish."
+        )
+
+
+@contextmanager
+def repeats_allowed(turns: int) -> Iterator[None]:
+    """Lift the loop's stop for a model that repeats itself (``MAX_REPEAT_TURNS`` turns in a
+    row of nothing but repeated calls) for the duration: the tiny model copies its previous
+    call verbatim, and the loop would end the run after its third call. Repeats are still
+    answered the loop's way (the earlier result, "nothing has changed since")."""
+    name = "MAX_REPEAT_TURNS"
+    # Fail loudly if the loop renames it, rather than measure a three-call run.
+    assert hasattr(agent_loop, name), f"agent.loop has no {name} any more: update the bench"
+    saved = getattr(agent_loop, name)
+    setattr(agent_loop, name, turns + 1)
+    try:
+        yield
+    finally:
+        setattr(agent_loop, name, saved)
+
+
+async def run_long(
+    turns: int,
+    max_output: int,
+    cache_reuse: int,
+    server_args: tuple[str, ...],
+    temperature: float | None,
 ) -> dict[str, Any]:
-    """Run the three requests on one demo server and collect one row per model call."""
+    """The long refactor of bench/fixtures/billing.py on a fresh server; one row per call."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shutil.copy(FIXTURE, root / FIXTURE.name)
+        demo_server = DemoModelServer(
+            context_length=LONG_CONTEXT, cache_reuse=cache_reuse, extra_args=server_args
+        )
+        async with demo_server as demo:
+            info = await server_info(demo)
+            settings = settings_for(
+                demo,
+                max_turns=turns,
+                max_output_tokens=max_output,
+                repair_turns=10,
+                **({} if temperature is None else {"temperature": temperature}),
+            )
+            tap = TimingsTap()
+            http = httpx.AsyncClient(transport=tap, timeout=make_timeout(settings))
+            backend = RecordingBackend(OpenAIBackend(settings, client=http))
+            ctx = TaskContext(root=root, settings=settings, backend=backend)
+            req = TaskRequest(root / FIXTURE.name, None, LONG_INSTRUCTION)
+            prepared = prepare(ctx, req)
+            check = RoundingCheck(prepared.workspace, prepared.rel_path)
+            try:
+                with repeats_allowed(turns):
+                    result = await run_task(ctx, req, prepared, REFACTOR_TASK, verify=check)
+            finally:
+                await prepared.aclose()
+                await http.aclose()
+            rows = await collect_rows("long refactor", tap, backend, demo.url, _Slot(), True)
+    return {
+        "server": info,
+        "rows": rows,
+        "fixture_lines": len(FIXTURE.read_text().splitlines()),
+        "temperature": settings.temperature,
+        "finished": result.finished,
+        "stop_reason": getattr(result, "stop_reason", None),
+        "check_failures": check.failures,
+        "staged_files": len(prepared.workspace.changes()),
+    }
+
+
+async def run_short(
+    refactor_turns: int,
+    explain_turns: int,
+    max_output: int,
+    cache_reuse: int,
+    server_args: tuple[str, ...],
+) -> dict[str, Any]:
+    """The three short requests on one demo server; one row per model call."""
     rows: list[Row] = []
-    server_info: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shutil.copy(EXAMPLE, root / "inventory.py")
-        async with DemoModelServer(extra_args=server_args) as demo:
-            async with httpx.AsyncClient(timeout=5) as client:
-                props = (await client.get(demo.url + "/props")).json()
-            server_info = {
-                "build_info": props.get("build_info"),
-                "n_ctx": props.get("default_generation_settings", {}).get("n_ctx"),
-                "total_slots": props.get("total_slots"),
-            }
+        async with DemoModelServer(cache_reuse=cache_reuse, extra_args=server_args) as demo:
+            info = await server_info(demo)
             plan = [
                 ("refactor", refactor_turns),
                 ("explain #1", explain_turns),
                 ("explain #2", explain_turns),
             ]
-            previous: list[dict[str, Any]] | None = None
-            left_in_slot = 0  # tokens of the previous call's prompt and reply
-            first_of_run = True
+            slot = _Slot()
             for name, turns in plan:
-                settings = Settings(
-                    backend="openai",
-                    base_url=demo.openai_url,
-                    model=demo.model,
-                    tool_mode="constrained",
-                    max_turns=turns,
-                    context_length=demo.context_length,
-                    max_output_tokens=max_output,
-                )
+                settings = settings_for(demo, max_turns=turns, max_output_tokens=max_output)
                 tap = TimingsTap()
                 http = httpx.AsyncClient(transport=tap, timeout=make_timeout(settings))
                 backend = RecordingBackend(OpenAIBackend(settings, client=http))
@@ -202,138 +446,196 @@ async def run_bench(
                         await run_explain(ctx, req)
                 finally:
                     await http.aclose()
-                for turn, (exchange, response) in enumerate(
-                    zip(tap.exchanges, [c.response for c in backend.calls], strict=True), start=1
-                ):
-                    timings = exchange.timings
-                    verbatim: bool | None = None
-                    if turn < len(tap.exchanges):
-                        sent = tap.exchanges[turn].messages[len(exchange.messages)]
-                        verbatim = sent.get("content") == response.content
-                    retokenized = await tokenize(demo.url, response.content)
-                    cache_n = int(timings.get("cache_n", 0))
-                    prompt_n = int(timings.get("prompt_n", 0))
-                    rows.append(
-                        Row(
-                            request=name,
-                            turn=turn,
-                            prompt_n=prompt_n,
-                            cache_n=cache_n,
-                            usage_prompt_tokens=response.usage.prompt_tokens,
-                            usage_cached_tokens=response.usage.cached_prompt_tokens,
-                            first_changed_message=first_change(previous, exchange.messages),
-                            # The run's very first call finds an empty cache, and the first call
-                            # of a new request on a new task shares only the fixed prefix.
-                            covered=not first_of_run and (turn > 1 or name == "explain #2"),
-                            reply_generated_n=int(timings.get("predicted_n", 0)),
-                            reply_retokenized_n=len(retokenized),
-                            reply_sent_verbatim=verbatim,
-                            reuse_of_previous=(
-                                min(1.0, cache_n / left_in_slot) if left_in_slot else None
-                            ),
-                        )
-                    )
-                    left_in_slot = cache_n + prompt_n + len(retokenized)
-                    previous = exchange.messages
-                    first_of_run = False
-    return {"server": server_info, "rows": rows}
+                rows += await collect_rows(name, tap, backend, demo.url, slot, False)
+    return {"server": info, "rows": rows}
+
+
+def _summary(rows: list[Row]) -> str:
+    covered = [r for r in rows if r.covered]
+    worst = min((r.share for r in covered), default=0.0)
+    met = all(r.share >= TARGET for r in covered)
+    return (
+        f"Calls covered by the target: {len(covered)} of {len(rows)}; lowest share "
+        f"{worst:.1%}; target {TARGET:.0%} {'met' if met else 'MISSED'}."
+    )
+
+
+def _verdict(row: Row) -> str:
+    return ("pass" if row.share >= TARGET else "MISS") if row.covered else "-"
+
+
+def _fence(row: Row) -> str:
+    return "yes" if row.reply_fenced else "no"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def render_long(rows: list[Row]) -> str:
+    """The long run's table: one row per turn."""
+    lines = [
+        "| turn | tool called | prompt tokens | cached tokens | cached | target "
+        "| time to first token (s) | prompt processing (s) | reused of prev prompt+reply "
+        "| reply gen / retok | fence | reply tokens as generated |",
+        "| ---: | --- | ---: | ---: | ---: | :---: | ---: | ---: | ---: | ---: | :---: | ---: |",
+    ]
+    for r in rows:
+        reuse = "-" if r.reuse_of_previous is None else f"{r.reuse_of_previous:.1%}"
+        prompt_s = None if r.prompt_ms is None else r.prompt_ms / 1000
+        lines.append(
+            f"| {r.turn} | {r.tool} | {r.prompt_n + r.cache_n} | {r.cache_n} | {r.share:.1%} "
+            f"| {_verdict(r)} | {_seconds(r.time_to_first_token)} | {_seconds(prompt_s)} "
+            f"| {reuse} | {r.reply_generated_n} / {r.reply_retokenized_n} | {_fence(r)} "
+            f"| {r.reply_same_n} |"
+        )
+    return "\n".join([*lines, "", _summary(rows)])
 
 
 def render(rows: list[Row]) -> str:
-    """The Markdown table; rows the target covers are marked pass/MISS."""
+    """The short run's table; rows the target covers are marked pass/MISS."""
     lines = [
         "| request | turn | prompt_n | cache_n | cached | target | stats prompt / cached "
-        "| first changed msg | reply gen / retok | reply sent back verbatim "
-        "| reused of prev prompt+reply |",
-        "| --- | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: | :---: | ---: |",
+        "| first changed msg | reply gen / retok | fence | reply tokens as generated "
+        "| reply sent back verbatim | reused of prev prompt+reply |",
+        "| --- | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: | :---: | ---: | :---: "
+        "| ---: |",
     ]
     for r in rows:
-        verdict = ("pass" if r.share >= TARGET else "MISS") if r.covered else "-"
         changed = "-" if r.first_changed_message is None else str(r.first_changed_message)
         reuse = "-" if r.reuse_of_previous is None else f"{r.reuse_of_previous:.1%}"
         verbatim = {None: "-", True: "yes", False: "no"}[r.reply_sent_verbatim]
         lines.append(
-            f"| {r.request} | {r.turn} | {r.prompt_n} | {r.cache_n} | {r.share:.1%} | {verdict} "
-            f"| {r.usage_prompt_tokens} / {r.usage_cached_tokens} | {changed} "
-            f"| {r.reply_generated_n} / {r.reply_retokenized_n} | {verbatim} | {reuse} |"
+            f"| {r.request} | {r.turn} | {r.prompt_n} | {r.cache_n} | {r.share:.1%} "
+            f"| {_verdict(r)} | {r.usage_prompt_tokens} / {r.usage_cached_tokens} | {changed} "
+            f"| {r.reply_generated_n} / {r.reply_retokenized_n} | {_fence(r)} "
+            f"| {r.reply_same_n} | {verbatim} | {reuse} |"
         )
-    covered = [r for r in rows if r.covered]
-    worst = min((r.share for r in covered), default=0.0)
-    met = all(r.share >= TARGET for r in covered)
-    lines += [
-        "",
-        f"Calls covered by the target: {len(covered)} of {len(rows)}; lowest share "
-        f"{worst:.1%}; target {TARGET:.0%} {'met' if met else 'MISSED'}.",
-    ]
-    return "\n".join(lines)
+    return "\n".join([*lines, "", _summary(rows)])
 
 
-async def main_async(
-    refactor_turns: int, explain_turns: int, max_output: int, server_args: tuple[str, ...] = ()
-) -> None:
-    """Run the benchmark and write the report."""
-    result = await run_bench(refactor_turns, explain_turns, max_output, server_args)
-    rows: list[Row] = result["rows"]
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    header = (
-        f"# KV-cache reuse, {stamp}\n\n"
-        f"llama-server ({result['server'].get('build_info')}, "
-        f"{result['server'].get('total_slots')} slot, n_ctx {result['server'].get('n_ctx')}) "
-        f"with Gemma 3 270M Q4_K_M via `DemoModelServer`"
-        f"{' plus ' + ' '.join(server_args) if server_args else ''}; constrained tool calls; "
-        f"max {max_output} output tokens per call. In order on one server: refactor of "
-        f"examples/inventory.py (max {refactor_turns} turns), then explain twice (max "
-        f"{explain_turns} turns each). `prompt_n`/`cache_n` are llama-server's `timings`; "
-        f'cached = cache_n / (cache_n + prompt_n). "first changed msg": index of the first '
-        f"message of the previous call not repeated verbatim (- when the new prompt only "
-        f'appends). "reply gen / retok": tokens of this call\'s reply as generated '
-        f"(`predicted_n`, with the end token and any whitespace after the JSON) and as the "
-        f'reply text tokenizes. "sent back verbatim": the next call\'s assistant message is the '
-        f"reply text exactly as generated. "
-        f'"reused of prev prompt+reply": cache_n / (previous call\'s '
-        f"prompt + reply tokens), i.e. how much of what the slot held was reused. "
-        f"Python {sys.version.split()[0]}.\n\n"
+COLUMNS = (
+    "cached = cache_n / (cache_n + prompt_n), llama-server's `timings`; prompt tokens = "
+    "cache_n + prompt_n (the agent's stats record the same). Time to first token is the "
+    "agent's clock; prompt processing is the server's `prompt_ms`. \"reused of prev "
+    "prompt+reply\": cache_n / (previous call's prompt + its reply as tokenized text), i.e. how "
+    "much of what the slot held was reused (100%: nothing reusable was processed again). "
+    '"reply gen / retok": tokens of the reply as generated (`predicted_n`, with the end token '
+    "and anything the server kept out of `content`, such as a ```json fence) and as its "
+    'content tokenizes. "fence": the server generated a ```json fence before the JSON (its '
+    'structured output allows one; `content` leaves it out). "reply tokens as generated": how '
+    "many of the reply text's tokens, from its start, the server generated as such: the next "
+    "call can reuse the reply's KV only that far (a grammar-forced literal can make the model "
+    'split a word otherwise than the tokenizer, e.g. "edit" "s" for "edits").'
+)
+
+
+def _server_line(info: dict[str, Any], cache_reuse: int, server_args: tuple[str, ...]) -> str:
+    extra = f" {' '.join(server_args)}" if server_args else ""
+    return (
+        f"llama-server ({info.get('build_info')}, {info.get('total_slots')} slot, "
+        f"n_ctx {info.get('n_ctx')}) with Gemma 3 270M Q4_K_M via `DemoModelServer` "
+        f"(`--swa-full --cache-reuse {cache_reuse}`{extra})"
     )
-    report = header + render(rows)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    """Run the chosen parts and write the report."""
+    server_args = server_args_for(args.seed, tuple(args.server_arg))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+    sections = [f"# KV-cache reuse, {stamp}\n", f"Python {sys.version.split()[0]}. {COLUMNS}\n"]
+    payload: dict[str, Any] = {
+        "target": TARGET,
+        "settings": {
+            "cache_reuse": args.cache_reuse,
+            "server_args": list(server_args),
+            "max_output_tokens": args.max_output_tokens,
+        },
+    }
+    if args.part in ("all", "long"):
+        long = await run_long(
+            args.turns, args.max_output_tokens, args.cache_reuse, server_args, args.temperature
+        )
+        sections += [
+            "## Long refactor (bench/fixtures/billing.py)\n",
+            f"{_server_line(long['server'], args.cache_reuse, server_args)}; constrained tool "
+            f"calls, temperature {long['temperature']}, max {args.max_output_tokens} output "
+            f"tokens per call, max {args.turns} turns "
+            f"(more after a failed check). The {long['fixture_lines']}-line file is in the "
+            f"first message; the instruction: {LONG_INSTRUCTION} The check (stand-in for the "
+            f"tests) failed {long['check_failures']} time(s); finished: {long['finished']}; "
+            f"stop reason: {long['stop_reason']}; files staged: {long['staged_files']}. The "
+            f"loop's stop for a model repeating itself is lifted (see repeats_allowed); after "
+            f"the turn cap the loop asks for the answer without the grammar (the last row).\n",
+            render_long(long["rows"]) + "\n",
+        ]
+        payload["long"] = {
+            "turns": args.turns,
+            "server": long["server"],
+            "finished": long["finished"],
+            "stop_reason": long["stop_reason"],
+            "check_failures": long["check_failures"],
+            "rows": [asdict(r) | {"share": round(r.share, 4)} for r in long["rows"]],
+        }
+    if args.part in ("all", "short"):
+        short = await run_short(
+            args.refactor_turns,
+            args.explain_turns,
+            args.max_output_tokens,
+            args.cache_reuse,
+            server_args,
+        )
+        sections += [
+            "## Short requests (examples/inventory.py)\n",
+            f"{_server_line(short['server'], args.cache_reuse, server_args)}; in order on one "
+            f"server: refactor (max {args.refactor_turns} turns), then explain twice (max "
+            f'{args.explain_turns} turns each). "first changed msg": index of the first '
+            "message of the previous call not repeated verbatim (- when the new prompt only "
+            'appends). "sent back verbatim": the next call\'s assistant message is the reply '
+            "text exactly as received.\n",
+            render(short["rows"]) + "\n",
+        ]
+        payload["short"] = {
+            "refactor_turns": args.refactor_turns,
+            "explain_turns": args.explain_turns,
+            "server": short["server"],
+            "rows": [asdict(r) | {"share": round(r.share, 4)} for r in short["rows"]],
+        }
+    report = "\n".join(sections)
     print(report)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / f"cache-{stamp}.md").write_text(report + "\n")
-    payload = {
-        "server": result["server"],
-        "target": TARGET,
-        "settings": {
-            "refactor_turns": refactor_turns,
-            "explain_turns": explain_turns,
-            "max_output_tokens": max_output,
-            "server_args": list(server_args),
-        },
-        "rows": [asdict(r) | {"share": round(r.share, 4)} for r in rows],
-    }
-    (out / f"cache-{stamp}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    name = f"cache-{stamp}{args.suffix}"
+    (out / f"{name}.md").write_text(report)
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def main() -> None:
     """Parse arguments and run."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--part", choices=("all", "long", "short"), default="all")
+    parser.add_argument("--turns", type=int, default=10, help="the long refactor's max_turns")
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="the long refactor's (default: agentls's)"
+    )
     parser.add_argument("--refactor-turns", type=int, default=6)
     parser.add_argument("--explain-turns", type=int, default=4)
     parser.add_argument("--max-output-tokens", type=int, default=256)
     parser.add_argument(
+        "--cache-reuse",
+        type=int,
+        default=DEMO_CACHE_REUSE,
+        help="llama-server --cache-reuse (0: off, as before issue 10)",
+    )
+    parser.add_argument("--seed", type=int, default=7, help="llama-server's sampling seed")
+    parser.add_argument("--suffix", default="", help="added to the result file names, e.g. -before")
+    parser.add_argument(
         "--server-arg",
         action="append",
         default=[],
-        help="extra llama-server argument, e.g. --server-arg=--cache-reuse --server-arg=8",
+        help="extra llama-server argument, e.g. --server-arg=--verbose",
     )
-    args = parser.parse_args()
-    asyncio.run(
-        main_async(
-            args.refactor_turns,
-            args.explain_turns,
-            args.max_output_tokens,
-            tuple(args.server_arg),
-        )
-    )
+    asyncio.run(main_async(parser.parse_args()))
 
 
 if __name__ == "__main__":
