@@ -21,7 +21,6 @@ import pytest
 
 from agentls.agent.toolmode import parse_reply, render_constrained
 from agentls.demo import (
-    DEMO_CACHE_REUSE,
     DEMO_CONTEXT_LENGTH,
     DemoError,
     DemoModelServer,
@@ -199,9 +198,9 @@ def test_demo_server_keeps_prefixes_reusable() -> None:
     command = DemoModelServer(port=1).command(Path("llama-server"), Path("model.gguf"))
     # Gemma 3's sliding-window layers keep only the window's KV without this flag.
     assert "--swa-full" in command
-    # A reply the server generated inside a ```json fence is found again a few tokens on.
-    assert int(command[command.index("--cache-reuse") + 1]) > 0
-    assert DemoModelServer(port=1, cache_reuse=0).command(Path("b"), Path("m"))[-1] == "0"
+    # KV shifting made the server drop those layers' oldest cells: the next task's request
+    # then lost even the fixed prefix (see DemoModelServer.command).
+    assert "--cache-reuse" not in command
 
 
 # A constrained reply of Gemma 3 270M cut at the token limit, mid-string.
@@ -232,17 +231,15 @@ def test_a_reply_cut_at_the_token_limit_goes_back_as_written() -> None:
     assert json.loads(rendered) == {"tool": "finish", "arguments": {"summary": "done"}}
 
 
-async def test_second_turn_reuses_the_first_reply_as_far_as_it_retokenizes(
+async def test_second_turn_reuses_the_first_prompt_and_the_reply_as_generated(
     real_model: RealModel, tmp_path: Path
 ) -> None:
     """After turn 1 the server's slot holds the prompt and the reply as *generated*; turn 2
-    sends the reply back as written, which the server tokenizes afresh. llama-server's
-    structured output lets the model put the JSON in a ```json fence that the reply's content
-    leaves out, and the tiny model does so on its first reply: turn 2's prompt then differed
-    from the slot at the reply's first token, and the whole reply was processed again. With
-    the demo's --cache-reuse, the server finds the reply a few tokens on in the slot and
-    shifts it into place, as far as its generated tokens are the ones the text tokenizes to
-    (the grammar can force a split the tokenizer never makes, e.g. "edit" "s" for "edits")."""
+    sends both back (the reply exactly as written, which the server tokenizes afresh) plus the
+    tool result. The whole first prompt comes from the cache, and so does the reply as far as
+    its tokens are the ones generated. Not further: the grammar can make the model split a word
+    otherwise than the tokenizer ("edit" "s" for "edits"), and llama-server's structured output
+    lets the model open with a ```json fence that the reply's content leaves out."""
     root = project(tmp_path)
     settings = Settings(
         backend="openai",
@@ -280,19 +277,11 @@ async def test_second_turn_reuses_the_first_reply_as_far_as_it_retokenizes(
             json={"content": reply["content"], "with_pieces": True},
         )
     pieces = [t["piece"] for t in resp.json()["tokens"]]
+    # How many of the reply's tokens, from its start, the server generated as such.
     generated = first.generated
-    # Where the reply's text starts among the generated tokens (after a fence, if any), and
-    # how many tokens from there are the ones the reply's text tokenizes to.
-    start = next(
-        (i for i in range(len(generated)) if generated[i : i + 2] == pieces[:2]), len(generated)
-    )
     same = 0
-    while same < len(pieces) and start + same < len(generated):
-        if generated[start + same] != pieces[same]:
-            break
+    while same < min(len(pieces), len(generated)) and generated[same] == pieces[same]:
         same += 1
-    if same < DEMO_CACHE_REUSE:
-        pytest.skip(f"the first reply's text retokenizes differently after {same} tokens")
     first_prompt = first.timings["prompt_n"] + first.timings["cache_n"]
     reused = second.timings["cache_n"] - first_prompt
-    assert reused >= same, (start, same, reused, generated[:8], pieces[:8])
+    assert reused >= same, (reused, same, generated[:8], pieces[:8])

