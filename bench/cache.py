@@ -29,10 +29,26 @@ For every model call it records llama-server's own ``timings`` (``prompt_n``: to
 what the agent's stats recorded (prompt tokens, cached tokens, time to first token), and reports
 cached = ``cache_n / (cache_n + prompt_n)``.
 
+What turn 2 cannot reuse, and why (issue 10): the server's slot holds the first reply as
+*generated*, the next prompt holds its text tokenized afresh, and the two differ. llama-server's
+structured output (its Jinja path) accepts the JSON bare or inside a ```json fence and leaves
+the fence out of ``content``; the tiny model opens its first reply with one (it has no earlier
+reply to copy), so the match ends at the reply's first token. And where the grammar forces a
+literal the model did not intend, it splits a word otherwise than the tokenizer ("edit" "s"
+for "edits"); the match could never go past that either (the "reply tokens as generated"
+column). From turn 3 on the model copies its earlier replies as they were tokenized, and
+everything is reused. Not the cause: the echo (replies go back verbatim), a changed prefix,
+or Gemma 3's sliding-window cache (the whole first prompt is reused, with or without
+``--swa-full`` on this build). Tried and not kept, see results/cache-2026-12-01-*.md:
+``--cache-reuse 16`` (wins back at most the reply's tokens before the first split, but its KV
+shift cost the next task its fixed prefix) and sending cut replies back as written (longer
+prompts, nothing reused). The loss is at most one reply (``maxOutputTokens``) once per run.
+
 Prints Markdown tables and writes bench/results/cache-<date>.md (plus .json).
 Usage: python bench/cache.py [--part all|long|short] [--turns 10] [--cache-reuse N]
        [--refactor-turns 6] [--explain-turns 4] [--max-output-tokens 256] [--seed 7]
-``--cache-reuse 0`` runs the demo server without KV shifting (the state before issue 10's fix).
+``--cache-reuse N`` adds llama-server's KV shifting (the demo runs without it; see
+results/cache-2026-12-01-cache-reuse-16.md and DemoModelServer.command for why).
 """
 
 from __future__ import annotations
@@ -55,7 +71,7 @@ import httpx
 
 from agentls.agent import loop as agent_loop
 from agentls.agent.workspace import Workspace
-from agentls.demo import DEMO_CACHE_REUSE, DemoModelServer
+from agentls.demo import DemoModelServer
 from agentls.llm._http import make_timeout
 from agentls.llm.openai import OpenAIBackend
 from agentls.settings import Settings
@@ -364,7 +380,6 @@ def repeats_allowed(turns: int) -> Iterator[None]:
 async def run_long(
     turns: int,
     max_output: int,
-    cache_reuse: int,
     server_args: tuple[str, ...],
     temperature: float | None,
 ) -> dict[str, Any]:
@@ -372,9 +387,7 @@ async def run_long(
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shutil.copy(FIXTURE, root / FIXTURE.name)
-        demo_server = DemoModelServer(
-            context_length=LONG_CONTEXT, cache_reuse=cache_reuse, extra_args=server_args
-        )
+        demo_server = DemoModelServer(context_length=LONG_CONTEXT, extra_args=server_args)
         async with demo_server as demo:
             info = await server_info(demo)
             settings = settings_for(
@@ -414,7 +427,6 @@ async def run_short(
     refactor_turns: int,
     explain_turns: int,
     max_output: int,
-    cache_reuse: int,
     server_args: tuple[str, ...],
 ) -> dict[str, Any]:
     """The three short requests on one demo server; one row per model call."""
@@ -422,7 +434,7 @@ async def run_short(
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shutil.copy(EXAMPLE, root / "inventory.py")
-        async with DemoModelServer(cache_reuse=cache_reuse, extra_args=server_args) as demo:
+        async with DemoModelServer(extra_args=server_args) as demo:
             info = await server_info(demo)
             plan = [
                 ("refactor", refactor_turns),
@@ -530,35 +542,35 @@ COLUMNS = (
 )
 
 
-def _server_line(info: dict[str, Any], cache_reuse: int, server_args: tuple[str, ...]) -> str:
+def _server_line(info: dict[str, Any], server_args: tuple[str, ...]) -> str:
     extra = f" {' '.join(server_args)}" if server_args else ""
     return (
         f"llama-server ({info.get('build_info')}, {info.get('total_slots')} slot, "
         f"n_ctx {info.get('n_ctx')}) with Gemma 3 270M Q4_K_M via `DemoModelServer` "
-        f"(`--swa-full --cache-reuse {cache_reuse}`{extra})"
+        f"(`--swa-full`{extra})"
     )
 
 
 async def main_async(args: argparse.Namespace) -> None:
     """Run the chosen parts and write the report."""
-    server_args = server_args_for(args.seed, tuple(args.server_arg))
+    extra = tuple(args.server_arg)
+    if args.cache_reuse:
+        extra = ("--cache-reuse", str(args.cache_reuse), *extra)
+    server_args = server_args_for(args.seed, extra)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     sections = [f"# KV-cache reuse, {stamp}\n", f"Python {sys.version.split()[0]}. {COLUMNS}\n"]
     payload: dict[str, Any] = {
         "target": TARGET,
         "settings": {
-            "cache_reuse": args.cache_reuse,
             "server_args": list(server_args),
             "max_output_tokens": args.max_output_tokens,
         },
     }
     if args.part in ("all", "long"):
-        long = await run_long(
-            args.turns, args.max_output_tokens, args.cache_reuse, server_args, args.temperature
-        )
+        long = await run_long(args.turns, args.max_output_tokens, server_args, args.temperature)
         sections += [
             "## Long refactor (bench/fixtures/billing.py)\n",
-            f"{_server_line(long['server'], args.cache_reuse, server_args)}; constrained tool "
+            f"{_server_line(long['server'], server_args)}; constrained tool "
             f"calls, temperature {long['temperature']}, max {args.max_output_tokens} output "
             f"tokens per call, max {args.turns} turns "
             f"(more after a failed check). The {long['fixture_lines']}-line file is in the "
@@ -582,12 +594,11 @@ async def main_async(args: argparse.Namespace) -> None:
             args.refactor_turns,
             args.explain_turns,
             args.max_output_tokens,
-            args.cache_reuse,
             server_args,
         )
         sections += [
             "## Short requests (examples/inventory.py)\n",
-            f"{_server_line(short['server'], args.cache_reuse, server_args)}; in order on one "
+            f"{_server_line(short['server'], server_args)}; in order on one "
             f"server: refactor (max {args.refactor_turns} turns), then explain twice (max "
             f'{args.explain_turns} turns each). "first changed msg": index of the first '
             "message of the previous call not repeated verbatim (- when the new prompt only "
@@ -624,8 +635,8 @@ def main() -> None:
     parser.add_argument(
         "--cache-reuse",
         type=int,
-        default=DEMO_CACHE_REUSE,
-        help="llama-server --cache-reuse (0: off, as before issue 10)",
+        default=0,
+        help="add llama-server's --cache-reuse N (KV shifting; the demo runs without)",
     )
     parser.add_argument("--seed", type=int, default=7, help="llama-server's sampling seed")
     parser.add_argument("--suffix", default="", help="added to the result file names, e.g. -before")
