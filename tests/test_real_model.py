@@ -7,7 +7,6 @@ server's own token counts and timings.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -19,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from agentls.agent.toolmode import parse_reply, render_constrained
 from agentls.demo import (
     DEMO_CONTEXT_LENGTH,
     DemoError,
@@ -29,7 +27,6 @@ from agentls.demo import (
 )
 from agentls.llm._http import make_timeout
 from agentls.llm.openai import OpenAIBackend
-from agentls.llm.types import Message, ToolCall
 from agentls.settings import Settings
 from agentls.tasks.base import TaskContext, TaskRequest
 from agentls.tasks.common import prepare, run_task
@@ -201,34 +198,6 @@ def test_demo_server_keeps_prefixes_reusable() -> None:
     # KV shifting made the server drop those layers' oldest cells: the next task's request
     # then lost even the fixed prefix (see DemoModelServer.command).
     assert "--cache-reuse" not in command
-
-
-# A constrained reply of Gemma 3 270M cut at the token limit, mid-string.
-CUT_REPLY = (
-    '{"tool": "edit", "arguments": {\n  "path": "inventory.py",\n  "old_text": "1",\n'
-    '  "new_text": "2",\n  "edits": [\n    {\n      "old_text": "1",\n      "new_text": "2",\n'
-    '      "to_path": "to_path",\n      "'
-)
-
-
-def test_a_reply_cut_at_the_token_limit_goes_back_as_written() -> None:
-    # The harness repairs a call out of it; the server's cache holds the text as written, so
-    # sending the repaired call instead would cost the next turn the whole reply (253 tokens
-    # of a 256-token reply on the short bench).
-    calls = parse_reply(CUT_REPLY, ["read", "edit", "finish"])
-    assert [c.name for c in calls] == ["edit"]
-    history = [
-        Message("system", "S"),
-        Message("user", "refactor inventory.py"),
-        Message("assistant", CUT_REPLY, tool_calls=calls),
-        Message("tool", "Error: ...", tool_call_id="c1", name="edit"),
-    ]
-    assert render_constrained(history)[2] == Message("assistant", CUT_REPLY)
-    # A reply that does not hold the call it is stored with still goes back as that call.
-    other = [ToolCall("finish", {"summary": "done"}, id="c2")]
-    stored = Message("assistant", CUT_REPLY, tool_calls=other)
-    rendered = render_constrained([*history[:2], stored])[2].content
-    assert json.loads(rendered) == {"tool": "finish", "arguments": {"summary": "done"}}
 
 
 async def test_second_turn_reuses_the_first_prompt_and_the_reply_as_generated(

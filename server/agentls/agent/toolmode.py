@@ -133,17 +133,9 @@ def render_constrained(messages: list[Message]) -> list[Message]:
 
 def _as_written(msg: Message) -> str:
     """The reply exactly as the model wrote it when it holds the same call, else the call as
-    JSON: re-serialising would change the tokens and cost the KV cache the whole reply.
-
-    "Holds" is judged the way the call was read (``parse_reply``): a reply cut at the token
-    limit, whose call was repaired, still goes back as written. The server's cache holds the
-    reply as generated; re-serialised, a 256-token reply was processed again in full.
-    """
+    JSON: re-serialising would change the tokens and cost the KV cache the whole reply."""
     calls = [{"tool": c.name, "arguments": c.arguments} for c in msg.tool_calls]
-    if len(calls) == 1:
-        if parse_json_lenient(msg.content) == calls[0]:
-            return msg.content
-        again = parse_reply(msg.content, [msg.tool_calls[0].name])
-        if [{"tool": c.name, "arguments": c.arguments} for c in again] == calls:
-            return msg.content
+    value = parse_json_lenient(msg.content)
+    if value == calls[0] and len(calls) == 1:
+        return msg.content
     return json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
