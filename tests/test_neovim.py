@@ -304,7 +304,7 @@ def test_the_plugins_own_venv_is_the_default_cmd(nvim: str, tmp_path: Path) -> N
         timeout=60,
     )
     assert proc.stderr == "", proc.stderr
-    assert proc.stdout.splitlines() == [f"{venv_python} -m agentls", f"agentls {__version__}"]
+    assert proc.stdout.splitlines() == [f"{venv_python} -P -m agentls", f"agentls {__version__}"]
 
 
 def test_vim_lsp_config_and_enable_use_the_plugins_client_config(nvim: str, tmp_path: Path) -> None:

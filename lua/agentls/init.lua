@@ -115,7 +115,9 @@ function M.resolve(opts)
   opts = opts or {}
   local merged = vim.tbl_deep_extend("force", vim.deepcopy(M.defaults), opts)
   if opts.cmd == nil and M.plugin_python() then
-    merged.cmd = { M.plugin_python(), "-m", "agentls" }
+    -- -P: the working directory is not put on sys.path, so a folder named agentls there (the
+    -- plugin's own checkout, say) cannot shadow an editable install as a namespace package.
+    merged.cmd = { M.plugin_python(), "-P", "-m", "agentls" }
   end
   -- Lists are replaced, not merged index by index.
   for _, key in ipairs({ "cmd", "filetypes", "root_markers" }) do

@@ -219,11 +219,13 @@ async def with_backend(args: argparse.Namespace, body: Callable[[Settings], Awai
 def run_lsp(args: argparse.Namespace) -> int:
     """Start the language server on stdio or TCP; returns when the client exits."""
     # Imported late: `agentls --help`, `run` and `doctor` don't pay for pygls.
+    from agentls.agent.offloop import favour_the_loop
     from agentls.lifecycle import stop_on_signals
     from agentls.lsp_logging import configure_logging
     from agentls.server import create_server
 
     configure_logging(getattr(args, "log_level", "WARNING"))
+    favour_the_loop()
 
     from agentls.lsp_transport import serve_stdio, serve_tcp
 

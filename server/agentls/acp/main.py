@@ -42,6 +42,7 @@ def run_acp(args: argparse.Namespace) -> int:
     flags; ``--backend demo`` starts the demo model), then ``AGENTLS_SETTINGS``;
     ``--untrusted`` to run no commands."""
     from agentls.acp.config import with_env_settings
+    from agentls.agent.offloop import favour_the_loop
     from agentls.cli import with_backend
     from agentls.lifecycle import stop_on_signals
 
@@ -50,6 +51,7 @@ def run_acp(args: argparse.Namespace) -> int:
         level=getattr(args, "log_level", None) or "WARNING",
         format="agentls acp %(levelname)s %(name)s: %(message)s",
     )
+    favour_the_loop()
     received: list[int] = []
 
     async def body(settings: Settings) -> int:

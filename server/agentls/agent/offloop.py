@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -21,6 +22,19 @@ T = TypeVar("T")
 STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
     "agentls_offloop_stop", default=None
 )
+
+
+# The longest a worker thread holds the GIL before the event loop's thread may take it. At
+# CPython's default (5 ms), a loop woken for one request waits that long at every step that
+# releases the GIL (each read, write and select), so during a 5 MB diff `agent/status` took up
+# to 0.39 s of which 0.09 s was its own work; at 0.5 ms the build added at most 0.06 s.
+LOOP_SWITCH_INTERVAL = 0.0005
+
+
+def favour_the_loop() -> None:
+    """Let the event loop's thread take the GIL back quickly from off-loop work (a server
+    calls this once at start; the worker threads pay a few more switches, the user waits less)."""
+    sys.setswitchinterval(min(sys.getswitchinterval(), LOOP_SWITCH_INTERVAL))
 
 
 class Stopped(Exception):
