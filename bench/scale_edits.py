@@ -38,14 +38,9 @@ from pathlib import Path
 
 import lsprotocol.types
 
-from agentls.edits import (
-    FileChange,
-    PlainEdit,
-    apply_text_edits,
-    rebase,
-    text_edits,
-    to_workspace_edit,
-)
+from agentls.changes import FileChange, rebase
+from agentls.lsp.workspace_edit import to_workspace_edit
+from agentls.textedits import PlainEdit, apply_text_edits, text_edits
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000, 5_000_000)

@@ -20,7 +20,8 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 
-from agentls.edits import EditConflict, FileChange, to_workspace_edit
+from agentls.changes import EditConflict, FileChange
+from agentls.lsp.workspace_edit import to_workspace_edit
 from lsp_support import AgentClient, agent_client, apply_edits, call, make_project, options
 from lsp_support import text_edits_for as edits_for
 from scripted_model import Reply, ScriptedModelServer

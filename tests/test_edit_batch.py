@@ -15,9 +15,9 @@ from agentls.agent.context import default_protected
 from agentls.agent.tools import ToolRegistry, ToolResult, build_tools
 from agentls.agent.tools.batch import guard_matches
 from agentls.agent.workspace import Workspace
-from agentls.edits import to_workspace_edit
 from agentls.llm.factory import make_backend
 from agentls.llm.types import Message, ToolCall
+from agentls.lsp.workspace_edit import to_workspace_edit
 from agentls.settings import Settings
 from agentls.tasks.base import TaskContext, TaskRequest
 from agentls.tasks.refactor import run_refactor

@@ -9,21 +9,11 @@ import pytest
 from lsprotocol import types as lsp
 from unidiff import PatchSet
 
-from agentls.edits import (
-    EditConflict,
-    EditMatchError,
-    FileChange,
-    PlainEdit,
-    apply_edit,
-    apply_edit_detailed,
-    apply_text_edits,
-    rebase,
-    text_edits,
-    to_workspace_edit,
-    unified_diff,
-    write_changes,
-)
+from agentls.agent.edit_match import EditMatchError, apply_edit, apply_edit_detailed
+from agentls.changes import EditConflict, FileChange, rebase, unified_diff, write_changes
+from agentls.lsp.workspace_edit import to_workspace_edit
 from agentls.tasks.base import DocumentSnapshot
+from agentls.textedits import PlainEdit, apply_text_edits, text_edits
 
 SOURCE = """\
 def area(w, h):

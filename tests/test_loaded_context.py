@@ -18,7 +18,7 @@ import pytest
 
 from agentls.agent.context import MIN_SERVER_WINDOW, ContextWindow, truncated_prompt
 from agentls.agent.progress import TaskError
-from agentls.doctor import print_report, run_checks
+from agentls.cli.doctor import print_report, run_checks
 from agentls.llm.factory import make_backend
 from agentls.llm.ollama import OllamaBackend
 from agentls.llm.openai import OpenAIBackend

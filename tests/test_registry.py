@@ -15,7 +15,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp.client import make_test_lsp_client
 
-from agentls.lsp_progress import TEXT_DELTA
+from agentls.lsp.progress import TEXT_DELTA
 from agentls.skills.loader import TASKS as SKILL_TASKS
 from agentls.tasks import registry
 from agentls.tasks.registry import TASKS, TaskSpec
@@ -96,7 +96,7 @@ def test_starting_the_server_does_not_import_the_agent_loop(tmp_path: Path) -> N
     import subprocess
 
     code = (
-        "import sys, agentls.server, agentls.tasks.registry; "
+        "import sys, agentls.lsp.server, agentls.tasks.registry; "
         "print('agentls.agent.loop' in sys.modules)"
     )
     out = subprocess.run(

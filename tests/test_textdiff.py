@@ -14,17 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentls import textdiff
-from agentls.edits import (
-    EditConflict,
-    FileChange,
-    PlainEdit,
-    apply_text_edits,
-    rebase,
-    split_lines,
-    text_edits,
-    unified_diff,
-)
-from agentls.textdiff import Hunk, common_prefix, common_suffix, diff_regions, hunks
+from agentls.changes import EditConflict, FileChange, rebase, unified_diff
+from agentls.textdiff import Hunk, common_prefix, common_suffix, diff_regions, hunks, split_lines
+from agentls.textedits import PlainEdit, apply_text_edits, text_edits
 
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agentls.llm.factory import make_backend
-from agentls.lsp_settings import SettingsState
+from agentls.lsp.settings import SettingsState
 from agentls.settings import Settings, load_settings
 from agentls.tasks.base import TaskContext, TaskRequest
 from agentls.tasks.refactor import run_refactor

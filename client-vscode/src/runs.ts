@@ -11,7 +11,7 @@ import { ExecuteCommandRequest, WorkDoneProgress, type LanguageClient, type Show
 import type { LiveExplanations } from "./explanations";
 import { liveRunFor, type TextDelta } from "./stream";
 
-/** What agent.* commands answer (server/agentls/protocol.py CommandResultJson). */
+/** What agent.* commands answer (server/agentls/lsp/protocol.py CommandResultJson). */
 export interface CommandResult {
   ok: boolean;
   summary?: string;

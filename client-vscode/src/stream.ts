@@ -8,7 +8,7 @@ export const TEXT_DELTA = "agent/textDelta";
 /** The scheme of the live explanation documents the Markdown preview shows. */
 export const EXPLANATION_SCHEME = "agentls-explanation";
 
-/** agent/textDelta params (docs/architecture.md, server/agentls/lsp_progress.py). */
+/** agent/textDelta params (docs/architecture.md, server/agentls/lsp/progress.py). */
 export interface TextDelta {
   /** The run's work-done progress token. */
   token: string | number;
@@ -60,7 +60,7 @@ export class LiveText {
   }
 }
 
-/** The file name the server saves an explanation of `sourceUri` under (lsp_explanation.py). */
+/** The file name the server saves an explanation of `sourceUri` under (lsp/explanation.py). */
 export function explanationName(sourceUri: string): string {
   const path = decodeURIComponent(sourceUri.replace(/[?#].*$/, ""));
   const base = path.slice(path.lastIndexOf("/") + 1);

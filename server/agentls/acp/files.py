@@ -26,7 +26,7 @@ from pathlib import Path
 from acp.interfaces import Client
 from acp.schema import ClientCapabilities
 
-from agentls.edits import EditConflict, FileChange, disk_text, rebase, write_changes
+from agentls.changes import EditConflict, FileChange, disk_text, rebase, write_changes
 from agentls.tasks.base import DocumentSnapshot
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ def run_acp(args: argparse.Namespace) -> int:
     ``--untrusted`` to run no commands."""
     from agentls.acp.config import with_env_settings
     from agentls.agent.offloop import favour_the_loop
-    from agentls.cli import with_backend
+    from agentls.cli.main import with_backend
     from agentls.lifecycle import stop_on_signals
 
     logging.basicConfig(

@@ -22,7 +22,7 @@ from acp.schema import (
     ToolCallUpdate,
 )
 
-from agentls.edits import FileChange
+from agentls.changes import FileChange
 
 Decision = Literal["apply", "always", "reject", "cancelled"]
 

@@ -27,7 +27,7 @@ from agentls.acp.files import ClientFiles
 from agentls.acp.permissions import Decision, ask, edit_call
 from agentls.acp.prompt import ContentBlock, PromptRequest, parse_prompt
 from agentls.acp.updates import SessionUpdates
-from agentls.edits import EditConflict, FileChange
+from agentls.changes import EditConflict, FileChange
 from agentls.errors import message_and_hint
 from agentls.llm.factory import make_backend
 from agentls.llm.types import BackendError, ChatBackend, Message

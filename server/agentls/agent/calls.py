@@ -11,7 +11,7 @@ from typing import Protocol
 from agentls.agent.events import StagedEdit
 from agentls.agent.prompts import REPEATED_CALL
 from agentls.agent.tools import ToolRegistry, ToolResult
-from agentls.edits import FileChange
+from agentls.changes import FileChange
 from agentls.llm.types import ToolCall
 from agentls.textdiff import hunks
 

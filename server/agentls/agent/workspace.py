@@ -33,10 +33,10 @@ from agentls.agent.search import (
     searchable_disk_text,
     walk_key,
 )
+from agentls.changes import FileChange, read_disk_text
 from agentls.documents import DocumentProvider as DocumentProvider
 from agentls.documents import Snapshot as Snapshot
 from agentls.documents import no_documents
-from agentls.edits import FileChange, read_disk_text
 from agentls.secret_files import SecretFiles
 from agentls.settings import DEFAULT_SECRET_FILES
 

@@ -11,10 +11,10 @@ from typing import Any
 from agentls.agent.progress import NullProgress as NullProgress
 from agentls.agent.progress import ProgressSink as ProgressSink
 from agentls.agent.stats import Stats
+from agentls.changes import FileChange
 from agentls.documents import DocumentProvider as DocumentProvider
 from agentls.documents import DocumentSnapshot as DocumentSnapshot
 from agentls.documents import no_documents as no_documents
-from agentls.edits import FileChange
 from agentls.errors import TaskError as TaskError
 from agentls.llm.types import ChatBackend, Message
 from agentls.settings import Settings

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agentls.agent.calls import line_counts
 from agentls.agent.loop import LoopResult
-from agentls.edits import FileChange
+from agentls.changes import FileChange
 
 STOP_REASONS = {
     "turn_cap": "it reached the turn cap (agent.maxTurns)",

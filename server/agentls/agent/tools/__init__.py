@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from agentls.agent.edit_match import EditMatchError
 from agentls.agent.tools import edit, find, finish, grep, ls, read, write
 from agentls.agent.tools.base import (
     Tool,
@@ -26,7 +27,6 @@ from agentls.agent.tools.base import (
 )
 from agentls.agent.tools.read import READ_MAX_CHARS
 from agentls.agent.workspace import ToolError, Workspace
-from agentls.edits import EditMatchError
 from agentls.llm.types import ToolCall, ToolSpec
 
 __all__ = [

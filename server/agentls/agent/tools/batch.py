@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agentls.agent.edit_match import EditMatchError, apply_edit_detailed, number_lines
 from agentls.agent.tools.base import Args, alias_field, clip, path_field, split_display
 from agentls.agent.workspace import ToolError, Workspace
-from agentls.edits import EditMatchError, apply_edit_detailed, number_lines
 
 # Lines of the changed regions shown after a batch (the model checks its work and learns
 # the new line numbers); more would cost prompt tokens on every later turn.

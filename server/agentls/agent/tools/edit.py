@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import model_validator
 
+from agentls.agent.edit_match import EditMatchError, apply_edit_detailed, number_lines
 from agentls.agent.tools.base import (
     Args,
     ToolDef,
@@ -20,7 +21,6 @@ from agentls.agent.tools.base import (
 )
 from agentls.agent.tools.batch import Batch, EditItem
 from agentls.agent.workspace import ToolError, Workspace
-from agentls.edits import EditMatchError, apply_edit_detailed, number_lines
 from agentls.llm.recovery import parse_json_lenient
 
 EDIT_CONTEXT_LINES = 2

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from agentls.agent.edit_match import number_lines
 from agentls.agent.tools.base import Args, ToolDef, ToolResult, clip, path_field, split_display
 from agentls.agent.workspace import ToolError, Workspace
-from agentls.edits import number_lines
 
 # One read returns at most this much text (as much as goes inline into the first message),
 # so 400 long lines cannot fill the context in one call; the hint says where to go on.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from agentls.protocol import command_arguments, range_from_lsp
+from agentls.lsp.protocol import command_arguments, range_from_lsp
 from agentls.tasks.registry import TASKS
 
 # On a selection the actions are refactor kinds, which VS Code puts in the light bulb; on a

@@ -137,7 +137,7 @@ def cli_settings(args: argparse.Namespace, overrides: Mapping[str, Any] | None =
 
 def run_task_command(args: argparse.Namespace) -> int:
     """`agentls run`: one task, printed as Markdown or a diff."""
-    from agentls.runner import RunOptions, run_cli_task
+    from agentls.cli.run import RunOptions, run_cli_task
 
     opts = RunOptions(
         task=args.task,
@@ -172,7 +172,7 @@ def run_task_command(args: argparse.Namespace) -> int:
 
 def run_doctor(args: argparse.Namespace) -> int:
     """`agentls doctor`: check the backend and print the fix for each failure."""
-    from agentls.doctor import print_report, run_checks
+    from agentls.cli.doctor import print_report, run_checks
 
     async def check(settings: Settings) -> int:
         return print_report(await run_checks(settings))
@@ -221,13 +221,13 @@ def run_lsp(args: argparse.Namespace) -> int:
     # Imported late: `agentls --help`, `run` and `doctor` don't pay for pygls.
     from agentls.agent.offloop import favour_the_loop
     from agentls.lifecycle import stop_on_signals
-    from agentls.lsp_logging import configure_logging
-    from agentls.server import create_server
+    from agentls.lsp.logs import configure_logging
+    from agentls.lsp.server import create_server
 
     configure_logging(getattr(args, "log_level", "WARNING"))
     favour_the_loop()
 
-    from agentls.lsp_transport import serve_stdio, serve_tcp
+    from agentls.lsp.transport import serve_stdio, serve_tcp
 
     server = create_server()
     # Our reader loop, not pygls' start_io/start_tcp: it survives bad frames and returns the

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agentls.agent.progress import EventProgress
-from agentls.edits import EditConflict, unified_diff, write_changes
+from agentls.changes import EditConflict, unified_diff, write_changes
 from agentls.llm.factory import make_backend
 from agentls.llm.types import BackendError
 from agentls.settings import Settings

@@ -16,7 +16,7 @@ from pygls.lsp.server import LanguageServer
 
 from agentls.agent import events as ev
 from agentls.agent.progress import EventProgress
-from agentls.protocol import ProgressToken
+from agentls.lsp.protocol import ProgressToken
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
-from agentls.protocol import to_plain
+from agentls.lsp.protocol import to_plain
 from agentls.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)

@@ -1,14 +1,9 @@
-"""Edit matching for the ``edit`` tool; re-exports the text and WorkspaceEdit helpers.
+"""Edit matching for the ``edit`` tool: exact first, then tolerating trailing whitespace and
+indentation drift, never an ambiguous match; and the numbered lines ``read`` shows.
 
-The ``edit`` tool's matching lives here (exact, then tolerating trailing whitespace and
-indentation drift, never an ambiguous match). The rest moved to modules with one job each,
-re-exported so existing imports keep working:
-
-- :mod:`agentls.textdiff`: line diffs in near-linear time (a leaf);
-- :mod:`agentls.textedits`: minimal text edits in LSP coordinates (UTF-16 characters);
-- :mod:`agentls.changes`: ``FileChange``, rebasing onto the user's typing, unified diffs,
-  reading and writing files;
-- :mod:`agentls.lsp_workspace_edit`: the LSP ``WorkspaceEdit``.
+Agent-side only: the text diff (:mod:`agentls.textdiff`), minimal text edits
+(:mod:`agentls.textedits`), ``FileChange`` and rebasing (:mod:`agentls.changes`) and the LSP
+``WorkspaceEdit`` (:mod:`agentls.lsp.workspace_edit`) each have their own module.
 """
 
 from __future__ import annotations
@@ -18,41 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agentls.changes import (
-    EditConflict,
-    FileChange,
-    disk_text,
-    read_disk_text,
-    rebase,
-    unified_diff,
-    write_changes,
-)
-from agentls.lsp_workspace_edit import ANNOTATION_ID, Snapshot, to_workspace_edit
-from agentls.textdiff import split_lines
-from agentls.textedits import PlainEdit, apply_text_edits, text_edits
-
-# The names other modules import from here, kept working after the split.
-__all__ = [
-    "ANNOTATION_ID",
-    "AppliedEdit",
-    "EditConflict",
-    "EditMatchError",
-    "FileChange",
-    "PlainEdit",
-    "Snapshot",
-    "apply_edit",
-    "apply_edit_detailed",
-    "apply_text_edits",
-    "disk_text",
-    "number_lines",
-    "read_disk_text",
-    "rebase",
-    "split_lines",
-    "text_edits",
-    "to_workspace_edit",
-    "unified_diff",
-    "write_changes",
-]
+__all__ = ["AppliedEdit", "EditMatchError", "apply_edit", "apply_edit_detailed", "number_lines"]
 
 
 class EditMatchError(Exception):

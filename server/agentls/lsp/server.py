@@ -1,8 +1,8 @@
 """The pygls language server: feature registration and translation to protocol types only.
 
-The work happens in small modules named for their job: ``lsp_runner`` (one agent run),
-``lsp_progress`` (work-done progress and its Cancel), ``lsp_settings``, ``lsp_documents``,
-``lsp_status``, ``lsp_code_actions`` and ``lsp_explanation``.
+The work happens in small modules named for their job: ``runner`` (one agent run),
+``progress`` (work-done progress and its Cancel), ``settings``, ``documents``, ``status``,
+``code_actions`` and ``explanation``, all in this package.
 """
 
 from __future__ import annotations
@@ -20,24 +20,25 @@ from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol.language_server import lsp_method
 
-from agentls import __version__, protocol
-from agentls.lsp_code_actions import ALL_KINDS, code_actions
-from agentls.lsp_explanation import message_text, write_explanation
-from agentls.lsp_runner import AgentRunner, RunFailure, RunOutcome, make_backend
-from agentls.lsp_settings import (
-    SettingsState,
-    announce_warnings,
-    client_supports_configuration,
-    pull_configuration,
-)
-from agentls.lsp_status import backend_status
-from agentls.lsp_transport import AgentProtocol
-from agentls.protocol import (
+from agentls import __version__
+from agentls.lsp import protocol
+from agentls.lsp.agent_protocol import AgentProtocol
+from agentls.lsp.code_actions import ALL_KINDS, code_actions
+from agentls.lsp.explanation import message_text, write_explanation
+from agentls.lsp.protocol import (
     CommandResultJson,
     ProgressToken,
     ProtocolError,
     StatusResultJson,
 )
+from agentls.lsp.runner import AgentRunner, RunFailure, RunOutcome, make_backend
+from agentls.lsp.settings import (
+    SettingsState,
+    announce_warnings,
+    client_supports_configuration,
+    pull_configuration,
+)
+from agentls.lsp.status import backend_status
 from agentls.tasks.base import ExplainResult
 from agentls.tasks.registry import TASKS, TaskSpec
 
@@ -68,7 +69,7 @@ class AgentLanguageServer(LanguageServer):
 
     def __init__(self) -> None:
         # AgentProtocol: validated messages, a correct lifecycle, no leaked futures
-        # (lsp_transport explains what pygls gets wrong there).
+        # (agent_protocol explains what pygls gets wrong there).
         super().__init__(
             "agentls",
             __version__,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agentls.agent.stats import Stats
 from agentls.llm.types import BackendError, BackendTimeout, BackendUnreachable, ChatBackend
-from agentls.protocol import SkillJson, StatusResultJson
+from agentls.lsp.protocol import SkillJson, StatusResultJson
 from agentls.settings import Settings
 from agentls.skills import load_skills
 

@@ -17,17 +17,18 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
 from agentls.agent.stats import Stats
-from agentls.edits import EditConflict, disk_text, to_workspace_edit, unified_diff
+from agentls.changes import EditConflict, disk_text, unified_diff
 from agentls.errors import AgentlsError, message_and_hint
 from agentls.llm.types import ChatBackend
-from agentls.lsp_documents import (
+from agentls.lsp.documents import (
     DocumentScope,
     OutsideWorkspace,
     document_scope,
     open_documents,
 )
-from agentls.lsp_progress import LspProgress
-from agentls.protocol import AgentParams
+from agentls.lsp.progress import LspProgress
+from agentls.lsp.protocol import AgentParams
+from agentls.lsp.workspace_edit import to_workspace_edit
 from agentls.settings import Settings
 from agentls.tasks.base import (
     DocumentProvider,
