@@ -51,6 +51,7 @@ class InstantModel:
         self.record = record
         self.count_prompt = count_prompt
         self.requests: list[dict[str, Any]] = []
+        self.bodies: list[bytes] = []  # the same requests as sent, byte for byte
         model = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,6 +83,7 @@ class InstantModel:
                 elif self.path.startswith("/api/chat"):
                     if model.record:
                         model.requests.append(json.loads(raw))
+                        model.bodies.append(raw)
                     prompt = len(raw) // 4 if model.count_prompt else FIXED_PROMPT_TOKENS
                     self._chat(model.next_turn(), prompt)
                 else:

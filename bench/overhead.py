@@ -37,6 +37,9 @@ from agentls.tasks.refactor import run_refactor
 from recording import RecordingBackend
 
 HERE = Path(__file__).resolve().parent
+# What each scripted server received: "<requests> <sha256 of the bodies>" (the workspace path
+# replaced), so a refactoring of the harness can show the model server gets the same bytes.
+DIGESTS: list[str] = []
 MODEL = "gemma4:12b-it-qat"
 MODULE = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(12))
 
@@ -62,9 +65,9 @@ class Series:
 class ScriptedProcess:
     """The scripted model server in a child process, so its CPU time is not counted as ours."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, root: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "scripted_proc.py"), mode],
+            [sys.executable, str(HERE / "scripted_proc.py"), mode, str(root)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -72,15 +75,19 @@ class ScriptedProcess:
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
 
+        self.digest = ""  # requests and SHA-256 of the bodies, read when it closes
+
     def close(self) -> None:
-        assert self.proc.stdin is not None
+        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.close()
+        self.digest = self.proc.stdout.readline().strip()
         self.proc.wait(timeout=10)
+        DIGESTS.append(self.digest)
 
 
 async def bench_turns(root: Path, turns: int) -> list[Series]:
     """Runs of 10 turns each (reads of a file), timing every turn."""
-    server = ScriptedProcess("reads")
+    server = ScriptedProcess("reads", root)
     settings = Settings(base_url=server.url, model=MODEL, max_turns=10)
     totals: list[float] = []
     model: list[float] = []
@@ -116,7 +123,7 @@ def _vm_kb(pid: int, key: str) -> int:
 
 async def bench_requests(root: Path, requests: int) -> tuple[list[Series], dict[str, int]]:
     """agent/explain through the real server over stdio, and the same task in-process."""
-    server = ScriptedProcess("explain")
+    server = ScriptedProcess("explain", root)
     settings = Settings(base_url=server.url, model=MODEL)
     uri = (root / "mod.py").as_uri()
     direct: list[float] = []
@@ -205,13 +212,15 @@ async def main_async(turns: int, requests: int) -> None:
         f"# Harness overhead, {stamp}\n\nScripted model at zero latency on 127.0.0.1 "
         f"(own process); {turns} turns in runs of 10; {requests} explain requests.\n"
         f"Python {sys.version.split()[0]}.\n\n"
+        f"Requests the model server received (count, SHA-256 of the bodies as sent): "
+        f"turns {DIGESTS[0]}; explain {DIGESTS[1]}.\n\n"
     )
     print(header + table)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / f"overhead-{stamp}.md").write_text(header + table + "\n")
     (out / f"overhead-{stamp}.json").write_text(
-        json.dumps({"rows": rows, "memory": memory}, indent=2) + "\n"
+        json.dumps({"rows": rows, "memory": memory, "requests": DIGESTS}, indent=2) + "\n"
     )
 
 

@@ -1,10 +1,14 @@
 """Run an instant model server in its own process for benchmarks (keeps its CPU off ours).
 
-Usage: python bench/scripted_proc.py reads|explain  -> prints the URL, serves until stdin closes.
+Usage: python bench/scripted_proc.py reads|explain [ROOT]
+Prints the URL and serves until stdin closes. With ROOT (the workspace the harness works in),
+it then prints how many chat requests arrived and the SHA-256 of their bodies as sent, ROOT
+replaced by a placeholder, so two versions of the harness can be shown to send the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 
 from instant_model import InstantModel, Turn
@@ -24,10 +28,17 @@ def explain(_number: int) -> Turn:
 
 def main() -> None:
     """Serve replies of the requested kind until the parent closes our stdin."""
-    server = InstantModel(reads if sys.argv[1] == "reads" else explain, count_prompt=True)
+    root = sys.argv[2].encode() if len(sys.argv) > 2 else None
+    script = reads if sys.argv[1] == "reads" else explain
+    server = InstantModel(script, count_prompt=True, record=root is not None)
     print(server.url, flush=True)
     sys.stdin.read()
     server.close()
+    if root is not None:
+        digest = hashlib.sha256()
+        for body in server.bodies:
+            digest.update(body.replace(root, b"<root>") + b"\n")
+        print(len(server.bodies), digest.hexdigest(), flush=True)
 
 
 if __name__ == "__main__":
