@@ -60,9 +60,9 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ import httpx
 from agentls.agent import loop as agent_loop
 from agentls.agent.workspace import Workspace
 from agentls.demo import DemoModelServer
+from agentls.demo.tap import TimingsTap
 from agentls.llm._http import make_timeout
 from agentls.llm.openai import OpenAIBackend
 from agentls.settings import Settings
@@ -96,78 +97,6 @@ LONG_INSTRUCTION = (
     "build_invoice."
 )
 ROUNDING = "rounding=ROUND_HALF_UP"
-
-
-@dataclass
-class Exchange:
-    """One /chat/completions call as it went over the wire."""
-
-    messages: list[dict[str, Any]]
-    timings: dict[str, Any] = field(default_factory=dict)
-    generated: list[str] = field(default_factory=list)  # the tokens generated, as text pieces
-
-
-class _TappedStream(httpx.AsyncByteStream):
-    """Passes the SSE body through unchanged and keeps the last ``timings`` object in it and
-    the generated tokens (``logprobs``)."""
-
-    def __init__(self, inner: httpx.AsyncByteStream, exchange: Exchange) -> None:
-        self.inner = inner
-        self.exchange = exchange
-        self.buffer = b""
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self.inner:
-            self.buffer += chunk
-            *lines, self.buffer = self.buffer.split(b"\n")
-            for line in lines:
-                self._scan(line)
-            yield chunk
-        self._scan(self.buffer)
-
-    def _scan(self, line: bytes) -> None:
-        if not line.startswith(b"data:"):
-            return
-        try:
-            event = json.loads(line[5:])
-        except ValueError:
-            return  # [DONE]
-        if not isinstance(event, dict):
-            return
-        if isinstance(event.get("timings"), dict):
-            self.exchange.timings = event["timings"]
-        for choice in event.get("choices") or []:
-            for token in (choice.get("logprobs") or {}).get("content") or []:
-                self.exchange.generated.append(token["token"])
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class TimingsTap(httpx.AsyncBaseTransport):
-    """An HTTP transport that records each chat request's messages and the server's timings,
-    and asks for ``logprobs`` (which the agent ignores) to see the tokens generated."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.exchanges: list[Exchange] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not request.url.path.endswith("/chat/completions"):
-            return await self.inner.handle_async_request(request)
-        body = json.loads(request.content)
-        body["logprobs"] = True
-        headers = [(k, v) for k, v in request.headers.multi_items() if k != "content-length"]
-        request = httpx.Request(request.method, request.url, headers=headers, json=body)
-        exchange = Exchange(messages=body["messages"])
-        self.exchanges.append(exchange)
-        response = await self.inner.handle_async_request(request)
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _TappedStream(response.stream, exchange)
-        return response
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @dataclass
@@ -274,16 +203,14 @@ async def collect_rows(
     """One row per model call of a request, in order."""
     rows = []
     responses = [c.response for c in backend.calls]
-    for turn, (exchange, response) in enumerate(
-        zip(tap.exchanges, responses, strict=True), start=1
-    ):
-        timings = exchange.timings
+    for turn, (call, response) in enumerate(zip(tap.calls, responses, strict=True), start=1):
+        timings = call.timings
         verbatim: bool | None = None
-        if turn < len(tap.exchanges):
-            sent = tap.exchanges[turn].messages[len(exchange.messages)]
+        if turn < len(tap.calls):
+            sent = tap.calls[turn].messages[len(call.messages)]
             verbatim = sent.get("content") == response.content
         retokenized = await tokenize(url, response.content)
-        fenced, same = same_tokens(exchange.generated, retokenized)
+        fenced, same = same_tokens(call.generated, retokenized)
         cache_n = int(timings.get("cache_n", 0))
         prompt_n = int(timings.get("prompt_n", 0))
         # The long run: every call after its first. The short run: its very first call finds
@@ -300,7 +227,7 @@ async def collect_rows(
                 cache_n=cache_n,
                 usage_prompt_tokens=response.usage.prompt_tokens,
                 usage_cached_tokens=response.usage.cached_prompt_tokens,
-                first_changed_message=first_change(slot.previous, exchange.messages),
+                first_changed_message=first_change(slot.previous, call.messages),
                 covered=covered,
                 tool=tool_of(response.content),
                 time_to_first_token=response.usage.time_to_first_token,
@@ -315,7 +242,7 @@ async def collect_rows(
             )
         )
         slot.left = cache_n + prompt_n + len(retokenized)
-        slot.previous = exchange.messages
+        slot.previous = call.messages
         slot.first_of_run = False
     return rows
 

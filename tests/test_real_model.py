@@ -25,6 +25,7 @@ from agentls.demo import (
     DemoNotInstalled,
     find_llama_server,
 )
+from agentls.demo.tap import TimingsTap
 from agentls.llm._http import make_timeout
 from agentls.llm.openai import OpenAIBackend
 from agentls.settings import Settings
@@ -32,7 +33,7 @@ from agentls.tasks.base import TaskContext, TaskRequest
 from agentls.tasks.common import prepare, run_task
 from agentls.tasks.refactor import REFACTOR_TASK
 from lsp_support import agent_client, apply_edits, closed_port, document_changes
-from real_model import MAX_OUTPUT_TOKENS, RealModel, TimingsTap
+from real_model import MAX_OUTPUT_TOKENS, RealModel
 
 # The session's llama-server may be built on first use (minutes); after that a test takes
 # seconds. The default 180 s would count the build against the first test.
