@@ -434,8 +434,8 @@ async def test_a_long_session_never_exceeds_the_context_length(
         context_length=CONTEXT_LENGTH,
         max_turns=30,
         # A 2048-token window holds the fixed prefix (about 850 tokens with the batch edit
-        # tool), the task and the protected state, but not 600 tokens of skills as well.
-        skills_budget=200,
+        # tool), the task and the protected state, but not 600 tokens of skills as well: the
+        # default skills budget shrinks to a tenth of the window (204 tokens).
     )
     ctx = TaskContext(root=tmp_path, settings=settings, backend=make_backend(settings))
     try:

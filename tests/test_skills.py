@@ -25,6 +25,7 @@ from agentls.skills import (
 from agentls.skills.frontmatter import parse_front_matter, split_front_matter
 from agentls.skills.loader import load_dir
 from agentls.tasks.base import TaskContext, TaskRequest
+from agentls.tasks.common import skills_budget
 from agentls.tasks.refactor import run_refactor
 from agentls.tasks.registry import TASKS
 from lsp_support import MODEL, call
@@ -466,3 +467,17 @@ def test_cli_names_the_skills_used_and_takes_a_budget(
     assert used == ["good-explanation", "python"]
     assert none == []
     assert "Guidance" not in scripted_model.requests[1]["messages"][1]["content"]
+
+
+# --- the budget follows the window ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("context_length", "setting", "expected"),
+    [(16384, 600, 600), (8192, 600, 600), (4096, 600, 409), (2048, 600, 204), (2048, 0, 0)],
+)
+def test_the_skills_budget_is_at_most_a_tenth_of_the_window(
+    context_length: int, setting: int, expected: int
+) -> None:
+    settings = Settings(context_length=context_length, skills_budget=setting)
+    assert skills_budget(settings) == expected

@@ -124,8 +124,8 @@ class Settings(BaseModel):
         600,
         ge=0,
         le=8000,
-        description="Tokens of skill guidance a request may carry (after the fixed prefix); "
-        "0 turns skills off.",
+        description="Tokens of skill guidance a request may carry (after the fixed prefix), "
+        "at most a tenth of contextLength; 0 turns skills off.",
     )
 
     allowed_commands: tuple[str, ...] = Field(

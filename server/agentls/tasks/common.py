@@ -11,6 +11,7 @@ from agentls.agent.loop import LoopResult, Verify, run_loop
 from agentls.agent.prompts import excerpt, render_file, task_message
 from agentls.agent.tools import ToolRegistry, build_tools
 from agentls.agent.workspace import Workspace
+from agentls.settings import Settings
 from agentls.skills import Skill, load_skills, render_guidance, select_skills, unreported
 from agentls.tasks.base import TaskContext, TaskError, TaskRequest, TextRange
 from agentls.tasks.registry import REFACTOR, TaskSpec
@@ -104,11 +105,23 @@ def attached_files(workspace: Workspace, files: Sequence[Path], skip: str = "") 
     return "\n\n".join(blocks)
 
 
+# Skill guidance may take at most this share of the context window: the default 600 tokens
+# fit 8k windows and up, but in a 2,048-token window they crowded out the file being worked on.
+SKILLS_WINDOW_SHARE = 10
+
+
+def skills_budget(settings: Settings) -> int:
+    """Tokens of skill guidance a request may carry: ``agent.skillsBudget``, but no more than a
+    tenth of ``agent.contextLength``."""
+    return min(settings.skills_budget, settings.context_length // SKILLS_WINDOW_SHARE)
+
+
 def choose_skills(
     ctx: TaskContext, task: str, rel_path: str, instruction: str | None
 ) -> list[Skill]:
     """The skills for this request; warns (once per process) about skill files it cannot use."""
-    if ctx.settings.skills_budget <= 0:
+    budget = skills_budget(ctx.settings)
+    if budget <= 0:
         return []
     # A lone file's folder is no project: its skills folder is not the user's to offer.
     found = load_skills(None if ctx.single_file else ctx.root)
@@ -119,7 +132,7 @@ def choose_skills(
         task=task,
         rel_path=rel_path,
         instruction=instruction,
-        budget=ctx.settings.skills_budget,
+        budget=budget,
     )
 
 
