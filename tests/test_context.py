@@ -8,15 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from agentls.agent.context import (
-    ELIDED_PREFIX,
-    TokenEstimator,
-    default_protected,
-    fit_to_context,
-    message_chars,
-    reply_reserve,
-    tool_schema_chars,
-)
+from agentls.agent.budget import TokenEstimator, message_chars, reply_reserve, tool_schema_chars
+from agentls.agent.context import ELIDED_PREFIX, default_protected, fit_to_context
 from agentls.llm.factory import make_backend
 from agentls.llm.types import Message, ToolCall, ToolSpec
 from agentls.settings import Settings

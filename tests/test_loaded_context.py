@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agentls.agent.context import MIN_SERVER_WINDOW, ContextWindow, truncated_prompt
+from agentls.agent.budget import MIN_SERVER_WINDOW, ContextWindow, truncated_prompt
 from agentls.agent.progress import TaskError
 from agentls.cli.doctor import print_report, run_checks
 from agentls.llm.factory import make_backend

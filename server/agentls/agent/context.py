@@ -40,39 +40,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from agentls.agent.budget import (
-    CALL_OVERHEAD_CHARS,
-    FULL_WINDOW,
-    MESSAGE_OVERHEAD_CHARS,
-    MIN_SERVER_WINDOW,
-    TRUNCATION_RATIO,
-    ContextWindow,
-    TokenEstimator,
-    message_chars,
-    reply_reserve,
-    tool_schema_chars,
-    truncated_prompt,
-)
+from agentls.agent.budget import TokenEstimator, message_chars
 from agentls.agent.prompts import REPEATED_CALL
 from agentls.agent.tools import MUTATING_TOOLS, paths_of_call
 from agentls.llm.types import Message, ToolCall
 
-__all__ = [
-    "CALL_OVERHEAD_CHARS",
-    "ELIDED_PREFIX",
-    "FULL_WINDOW",
-    "MESSAGE_OVERHEAD_CHARS",
-    "MIN_SERVER_WINDOW",
-    "TRUNCATION_RATIO",
-    "ContextWindow",
-    "TokenEstimator",
-    "default_protected",
-    "fit_to_context",
-    "message_chars",
-    "reply_reserve",
-    "tool_schema_chars",
-    "truncated_prompt",
-]
+__all__ = ["ELIDED_PREFIX", "default_protected", "fit_to_context"]
 
 # Every full elision starts with this; it is how an already elided message is recognised.
 ELIDED_PREFIX = "[elided to save context"

@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 
 from agentls.agent import events as ev
+from agentls.agent.budget import TokenEstimator
 from agentls.agent.calls import CallRunner, StagedView, snapshot, staged_edits
-from agentls.agent.context import TokenEstimator, fit_to_context
+from agentls.agent.context import fit_to_context
 from agentls.agent.model_call import ModelCaller
 from agentls.agent.progress import ProgressSink, TaskError, event_sink
 from agentls.agent.prompts import (

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from agentls.agent import events as ev
 from agentls.agent.answer_stream import AnswerStream, Piece
-from agentls.agent.context import ContextWindow, tool_schema_chars
+from agentls.agent.budget import ContextWindow, tool_schema_chars
 from agentls.agent.prompts import SYSTEM_PROMPT
 from agentls.agent.toolmode import (
     Mode,
