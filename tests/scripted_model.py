@@ -265,6 +265,10 @@ def _args_text(arguments: Any) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as Go's net/http (Ollama) sets on every connection: with Nagle on, the body
+    # written after the headers waited for the client's delayed ACK, 40 ms per response on a
+    # kept-alive connection.
+    disable_nagle_algorithm = True
     model_server: ScriptedModelServer  # set on the bound subclass
 
     def log_message(self, format: str, *args: Any) -> None:  # silence stderr noise

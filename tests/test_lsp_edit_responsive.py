@@ -135,7 +135,7 @@ async def test_status_and_cancel_are_answered_while_a_big_edit_is_built(
         assert len(during) >= 3, (build_seconds, answered)  # answered while the edit was built
         # The wait the build added to an answer: on the loop, that was the whole edit; off it,
         # the diff thread only competes for the GIL. Generous, as the build is short on a fast
-        # machine (0.5 s) and a status is not free (about 0.1 s).
+        # machine (0.5 s) and a status is not free (it asks the model server twice).
         assert max(during) - idle < build_seconds / 2, (build_seconds, idle, during)
 
         # The edit is right: rebased onto the typing, addressed to the version typed into.
