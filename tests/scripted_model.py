@@ -24,7 +24,15 @@ from typing import Any
 DEFAULT_CONTENT = "I have nothing more to do."
 # A hanging stream gives up after this long so a forgotten test cannot pin a thread forever.
 MAX_HANG_SECONDS = 120.0
-ENDLESS_TOKEN = "again "  # what an endless reply repeats
+
+
+def endless_token(n: int) -> str:
+    """The n-th token of an endless reply: numbered, so the text never repeats itself (a
+    server that ignores max_tokens, not a model caught in a loop, which the harness stops
+    on its own)."""
+    return f"more{n} "
+
+
 KEEPALIVE_SECONDS = 0.05
 
 
@@ -52,7 +60,8 @@ class Reply:
     thinking: str = ""
     done_reason: str | None = None  # override Ollama done_reason / OpenAI finish_reason
     # Streams that never end (until the client leaves, or MAX_HANG_SECONDS): after the content,
-    # `endless` sends ENDLESS_TOKEN chunks without pause (a server ignoring max_tokens);
+    # `endless` sends numbered endless_token() chunks without pause (a server ignoring
+    # max_tokens);
     # `keepalive_only` sends only keep-alives (NDJSON blank lines, SSE `: ping` comments)
     # every KEEPALIVE_SECONDS, so a per-read timeout never fires.
     endless: bool = False
@@ -350,14 +359,16 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(0.02)
         raise _ClientGone  # give up: drop the connection without finishing
 
-    def _forever(self, token: str, keepalive: str, reply: Reply) -> Iterator[str]:
-        """An endless (``token``) or keep-alive-only (``keepalive``) tail of a stream; ends by
-        dropping the connection when the client leaves (_write_chunk / _sleep notice) or after
-        MAX_HANG_SECONDS."""
+    def _forever(self, token: Callable[[int], str], keepalive: str, reply: Reply) -> Iterator[str]:
+        """An endless (``token(0)``, ``token(1)``...) or keep-alive-only (``keepalive``) tail of
+        a stream; ends by dropping the connection when the client leaves (_write_chunk /
+        _sleep notice) or after MAX_HANG_SECONDS."""
         end = time.monotonic() + MAX_HANG_SECONDS
+        n = 0
         while time.monotonic() < end and not self.model_server._stopping.is_set():
             if reply.endless:
-                yield token
+                yield token(n)
+                n += 1
             else:
                 self._sleep(KEEPALIVE_SECONDS)
                 yield keepalive
@@ -624,7 +635,10 @@ class _Handler(BaseHTTPRequestHandler):
                 yield _dumps({"error": reply.stream_error}) + "\n"
                 return
         if reply.endless or reply.keepalive_only:
-            token = line({"role": "assistant", "content": ENDLESS_TOKEN}, done=False)
+
+            def token(n: int) -> str:
+                return line({"role": "assistant", "content": endless_token(n)}, done=False)
+
             yield from self._forever(token, "\n", reply)
             return
         if reply.tool_calls:
@@ -716,10 +730,13 @@ class _Handler(BaseHTTPRequestHandler):
                 yield f"data: {_dumps({'error': {'message': reply.stream_error}})}\n\n"
                 return
         if reply.endless:
-            yield prefix + event([delta({"content": ENDLESS_TOKEN})])
+            yield prefix + event([delta({"content": endless_token(0)})])
         if reply.endless or reply.keepalive_only:
-            token = event([delta({"content": ENDLESS_TOKEN})])
-            yield from self._forever(token, ": ping\n\n", reply)
+
+            def sse_token(n: int) -> str:
+                return event([delta({"content": endless_token(n + 1)})])
+
+            yield from self._forever(sse_token, ": ping\n\n", reply)
             return
         for i, call in enumerate(reply.tool_calls):
             head = {

@@ -56,19 +56,25 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def check_real_stats(stats: dict[str, Any]) -> None:
-    """The numbers come from llama-server, not from our defaults or our own estimates."""
+def check_real_stats(stats: dict[str, Any], *, stopped: bool = False) -> None:
+    """The numbers come from llama-server, not from our defaults or our own estimates.
+
+    ``stopped``: a reply fell into a loop and was stopped mid-stream; the server counts a
+    prompt (and its cached share) only at a reply's end, so those may be missing."""
     assert stats["model"] == "gemma3:270m" and stats["backend"] == "openai"
     # Model calls: at most the cap, plus the one that asks for the answer when the cap is hit.
     assert 1 <= stats["turns"] <= MAX_TURNS + 1
     # Constrained mode: the grammar makes a reply one JSON tool call; the prose turns (an
     # explain's first call, the final call for the model's answer) make none.
     assert 0 <= stats["toolCalls"] <= stats["turns"]
-    # The first message alone holds the 888-character example file.
-    assert stats["promptTokens"] > 200
     assert stats["completionTokens"] > 0
     assert stats["timeToFirstToken"] > 0
     assert stats["tokensPerSecond"] > 0
+    assert stats["contextLength"] == 8192
+    if stopped and stats["promptTokens"] == 0:
+        return  # the only reply was stopped: nothing more was reported
+    # The first message alone holds the 888-character example file.
+    assert stats["promptTokens"] > 200
     assert stats["cachedPromptTokens"] is not None
     if stats["turns"] > 1:
         # Each turn after the first extends the previous prompt: its prefix is in the KV cache.
@@ -87,7 +93,8 @@ async def test_explain_with_a_real_model(real_model: RealModel, tmp_path: Path) 
     # The model's own words, however poor: never the placeholder for an empty answer.
     answer = result["markdown"].split("\n\n> **agentls:**")[0].strip()
     assert answer and "gave no explanation" not in answer
-    check_real_stats(result["stats"])
+    # Gemma 3 270M tends to repeat a line of its prompt until the cap: that reply is stopped.
+    check_real_stats(result["stats"], stopped="began repeating itself" in result["markdown"])
     assert (root / "inventory.py").read_bytes() == EXAMPLE.read_bytes()
 
 

@@ -19,7 +19,7 @@ from agentls.agent import events as ev
 from agentls.agent.budget import TokenEstimator
 from agentls.agent.calls import CallRunner, StagedView, snapshot, staged_edits
 from agentls.agent.context import fit_to_context
-from agentls.agent.model_call import ModelCaller
+from agentls.agent.model_call import LOOPING, ModelCaller
 from agentls.agent.progress import ProgressSink, TaskError, event_sink
 from agentls.agent.prompts import (
     FINAL_ANSWER,
@@ -253,6 +253,13 @@ class AgentLoop:
         )
         await self.learn_window()
         self.account(response)
+        if response.finish_reason == LOOPING:
+            self.warn(
+                "The model began repeating itself, so its reply was stopped after about "
+                f"{response.usage.completion_tokens} tokens; what it wrote before the "
+                "repetition is kept. (The server counts a prompt's tokens only at the end of "
+                "a reply, so this call's are not in the stats.)"
+            )
         return response, calls
 
     def take_answer(self, response: ChatResponse) -> None:

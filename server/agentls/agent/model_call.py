@@ -9,6 +9,7 @@ from agentls.agent import events as ev
 from agentls.agent.answer_stream import AnswerStream, Piece
 from agentls.agent.budget import ContextWindow, tool_schema_chars
 from agentls.agent.prompts import SYSTEM_PROMPT
+from agentls.agent.repetition import RepetitionGuard
 from agentls.agent.toolmode import (
     Mode,
     parse_reply,
@@ -28,8 +29,16 @@ from agentls.llm.types import (
     StreamEvent,
     ToolCall,
     ToolsUnsupported,
+    Usage,
 )
 from agentls.settings import Settings
+
+# ChatResponse.finish_reason of a reply the harness stopped because it had become a loop.
+LOOPING = "repetition"
+
+
+class _Looping(Exception):
+    """Raised from the stream callback to close the stream of a reply that became a loop."""
 
 
 class ModelCaller:
@@ -128,20 +137,44 @@ class ModelCaller:
         request = self._request(messages, free, final)
         # A reply held to the call grammar is a JSON call, never text for the user.
         answer = AnswerStream(self.names) if request.response_schema is None else None
+        guard = RepetitionGuard()
+        seen: list[StreamEvent] = []  # the first and the latest chunk, for a stopped reply
 
         def on_chunk(chunk: StreamEvent) -> None:
+            if not seen:
+                seen.append(chunk)
+            seen[1:] = [chunk]
             if answer is not None and chunk.text:
-                _emit(sink, turn, answer.feed(chunk.text))
+                pieces = answer.feed(chunk.text)
+                _emit(sink, turn, pieces)
+                if any(guard.feed(text) for kind, text in pieces if kind == "answer"):
+                    raise _Looping  # leaving the stream closes it: the server stops
             # Backends that split thinking off (Ollama's `thinking`, OpenAI-style
             # `reasoning_content`) may hand it over beside the text.
             if chunk.thinking:
                 sink.on_event(ev.ThinkingDelta(turn, chunk.thinking))
             sink.on_event(ev.Generating(turn, chunk.completion_tokens, chunk.elapsed))
 
-        response = await self.backend.chat(request, on_chunk)
+        try:
+            response = await self.backend.chat(request, on_chunk)
+        except _Looping:
+            return ChatResponse(guard.kept(), [], _stopped_usage(seen), finish_reason=LOOPING)
         if answer is not None:
             _emit(sink, turn, answer.finish())
         return response
+
+
+def _stopped_usage(seen: list[StreamEvent]) -> Usage:
+    """What is known of a reply stopped mid-stream: the tokens and timing we saw. The server
+    reports the prompt's tokens (and the cached share) only at the end, so they stay unknown."""
+    first, last = seen[0], seen[-1]
+    spent = last.elapsed - first.elapsed
+    return Usage(
+        completion_tokens=last.completion_tokens,
+        time_to_first_token=first.elapsed,
+        tokens_per_second=(last.completion_tokens - 1) / spent if spent > 0 else None,
+        wall_time=last.elapsed,
+    )
 
 
 def _emit(sink: ev.EventSink, turn: int, pieces: list[Piece]) -> None:
