@@ -343,7 +343,9 @@ async def test_a_follow_up_continues_the_same_conversation(
 async def test_cancel_mid_stream_closes_the_model_stream(
     project: Path, tmp_path: Path, model: ScriptedModelServer, wire: str
 ) -> None:
-    model.script([Reply(content="This explanation never ends " * 20, chunk_size=4, hang=True)])
+    # Words that never repeat: a repeated phrase would be stopped as a loop before the cancel.
+    text = " ".join(f"part{n} of an explanation that never ends." for n in range(20))
+    model.script([Reply(content=text, chunk_size=4, hang=True)])
     async with running_agent(project, tmp_path, env_for(model, wire)) as agent:
         prompt = asyncio.ensure_future(agent.prompt("/explain ", file_link(project / "stats.py")))
         await agent.client.wait_for(lambda: bool(agent.client.chunks()))
@@ -462,7 +464,8 @@ async def test_a_context_overflow_says_what_to_change(project: Path, tmp_path: P
 async def test_a_stop_signal_ends_the_agent_with_128_plus_the_signal(
     project: Path, tmp_path: Path, model: ScriptedModelServer
 ) -> None:
-    model.script([Reply(content="never finished " * 50, chunk_size=4, hang=True)])
+    text = " ".join(f"never finished {n}" for n in range(50))  # no loop to stop
+    model.script([Reply(content=text, chunk_size=4, hang=True)])
     async with running_agent(project, tmp_path, env_for(model, "ollama")) as agent:
         prompt = asyncio.ensure_future(agent.prompt("/explain ", file_link(project / "stats.py")))
         await agent.client.wait_for(lambda: bool(agent.client.chunks()))

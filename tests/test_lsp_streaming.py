@@ -107,8 +107,9 @@ async def test_two_runs_stream_at_once_on_their_own_tokens(
 ) -> None:
     root = project(tmp_path)
     answers = {
-        "calc.py": "calc: " + "sums and averages. " * 12,
-        "geo.py": "geo: " + "multiplies width by height. " * 10,
+        # Long enough to stream in many pieces; never one phrase repeated (a loop is stopped).
+        "calc.py": "calc: " + " ".join(f"step {n} sums and averages." for n in range(12)),
+        "geo.py": "geo: " + " ".join(f"case {n} multiplies width by height." for n in range(10)),
     }
 
     def reply(body: dict[str, Any]) -> Reply:
