@@ -7,6 +7,7 @@ import itertools
 import os
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -267,3 +268,29 @@ def text_edits_for(edit: dict[str, Any], target: str) -> list[dict[str, Any]]:
         for c in document_changes(edit)
         if "textDocument" in c and c["textDocument"]["uri"] == target
     ]
+
+
+# -- responsiveness: is agent/status answered while a run works? ----------------------------
+
+
+async def idle_status_latency(agent: AgentClient, samples: int = 3) -> float:
+    """The slowest of ``samples`` agent/status answers with nothing else running (a status
+    asks the model server twice, so it is not free)."""
+    latencies: list[float] = []
+    for _ in range(samples):
+        sent = time.monotonic()
+        await agent.request("agent/status", {})
+        latencies.append(time.monotonic() - sent)
+    return max(latencies)
+
+
+async def statuses_while(agent: AgentClient, busy: Callable[[], bool]) -> list[tuple[float, float]]:
+    """Ask agent/status again and again while ``busy()``: (sent, latency) of each answer."""
+    answered: list[tuple[float, float]] = []
+    while busy():
+        sent = time.monotonic()
+        status = await agent.request("agent/status", {})
+        answered.append((sent, time.monotonic() - sent))
+        assert status["model"]
+        await asyncio.sleep(0.01)
+    return answered

@@ -20,7 +20,16 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
-from lsp_support import AgentClient, agent_client, apply_edits, call, make_project, options
+from lsp_support import (
+    AgentClient,
+    agent_client,
+    apply_edits,
+    call,
+    idle_status_latency,
+    make_project,
+    options,
+    statuses_while,
+)
 from lsp_support import text_edits_for as edits_for
 from scripted_model import Reply, ScriptedModelServer
 
@@ -78,25 +87,12 @@ class Script:
             return len(self.arrivals)
 
 
-async def _wait_for(check: Any, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
-
-
 async def _type(agent: AgentClient, path: Path, version: int) -> None:
     """The user types a line at the top; returns once the server has handled it."""
     start = types.Position(line=0, character=0)
     agent.change(path, version, types.Range(start=start, end=start), TYPED)
     # Messages are handled in order: once this is answered, the didChange was applied.
     await agent.request("agent/status", {})
-
-
-async def _status_latency(agent: AgentClient) -> float:
-    sent = time.monotonic()
-    await agent.request("agent/status", {})
-    return time.monotonic() - sent
 
 
 async def test_status_and_cancel_are_answered_while_a_big_edit_is_built(
@@ -115,19 +111,12 @@ async def test_status_and_cancel_are_answered_while_a_big_edit_is_built(
 
         # Run 1: agent/status is asked again and again while the edit is built.
         run = asyncio.ensure_future(agent.request("agent/refactor", params, msg_id="run-1"))
-        await _wait_for(lambda: script.count() >= 2)  # the batch edit is staged
+        await agent.wait_for(lambda: script.count() >= 2, 120)  # the batch edit is staged
         await _type(agent, big, 2)
-        # What a status costs with nothing else running (it asks the model server twice).
-        idle = max([await _status_latency(agent) for _ in range(3)])
+        idle = await idle_status_latency(agent)
         script.release.set()
         released = time.monotonic()
-        answered: list[tuple[float, float]] = []  # (sent, latency) of each status request
-        while not run.done():
-            sent = time.monotonic()
-            status = await agent.request("agent/status", {})
-            answered.append((sent, time.monotonic() - sent))
-            assert status["model"]
-            await asyncio.sleep(0.01)
+        answered = await statuses_while(agent, lambda: not run.done())
         result = await run
         finished = time.monotonic()
         build_seconds = finished - released
@@ -149,7 +138,7 @@ async def test_status_and_cancel_are_answered_while_a_big_edit_is_built(
 
         # Run 2: cancelled while its edit is built, it ends at once, not when the edit would.
         cancelled = asyncio.ensure_future(agent.request("agent/refactor", params, msg_id="run-2"))
-        await _wait_for(lambda: script.count() >= 4)
+        await agent.wait_for(lambda: script.count() >= 4, 120)
         await _type(agent, big, 3)
         script.release.set()
         await asyncio.sleep(build_seconds / 10)

@@ -18,7 +18,7 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
-from lsp_support import agent_client, call, options
+from lsp_support import agent_client, call, idle_status_latency, options, statuses_while
 from scripted_model import Reply, ScriptedModelServer
 
 FILES = 20_000
@@ -61,13 +61,6 @@ class Script:
             return len(self.arrivals)
 
 
-async def _wait_for(check: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
-
-
 async def test_status_and_cancel_are_answered_during_a_long_grep(
     scripted_model: ScriptedModelServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -80,24 +73,13 @@ async def test_status_and_cancel_are_answered_during_a_long_grep(
         # An unsaved buffer: grep finds its text, not the disk's (the editor lists what is open).
         doc = await agent.open(root / "calc.py", CALC.replace("sum(items)", "sum(items)  # NEEDLE"))
         params = {"textDocument": {"uri": doc}, "instruction": "look around"}
-        # What a status costs with nothing else running (it asks the model server twice).
-        idle = 0.0
-        for _ in range(3):
-            sent = time.monotonic()
-            await agent.request("agent/status", {})
-            idle = max(idle, time.monotonic() - sent)
+        idle = await idle_status_latency(agent)
 
         # Run 1: the grep runs between the model's first and second request; agent/status is
         # asked again and again meanwhile.
         run = asyncio.ensure_future(agent.request("agent/explain", params, msg_id="run-1"))
-        await _wait_for(lambda: script.count() >= 1)
-        answered: list[tuple[float, float]] = []  # (sent, latency) of each status request
-        while script.count() < 2:
-            sent = time.monotonic()
-            status = await agent.request("agent/status", {})
-            answered.append((sent, time.monotonic() - sent))
-            assert status["model"]
-            await asyncio.sleep(0.01)
+        await agent.wait_for(lambda: script.count() >= 1, 60)
+        answered = await statuses_while(agent, lambda: script.count() < 2)
         await asyncio.wait_for(run, 120)
         result = str(script.bodies[1]["messages"][-1]["content"])
         assert result.startswith("calc.py:2: return sum(items)  # NEEDLE\npkg000/m00000.py:2:")
@@ -109,7 +91,7 @@ async def test_status_and_cancel_are_answered_during_a_long_grep(
 
         # Run 2: cancelled in the middle of its grep, it ends at once, not when the grep would.
         cancelled = asyncio.ensure_future(agent.request("agent/explain", params, msg_id="run-2"))
-        await _wait_for(lambda: script.count() >= 3)
+        await agent.wait_for(lambda: script.count() >= 3, 60)
         await asyncio.sleep(grep_seconds / 5)
         sent = time.monotonic()
         agent.client.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="run-2"))
