@@ -363,15 +363,22 @@ def written(name: str, arguments: dict[str, Any]) -> str:
     return json.dumps({"tool": name, "arguments": arguments}, ensure_ascii=False)
 
 
-async def run_transcript(task: Task, calls: list[Call]) -> Run:
-    """The task's calls as scripted replies, through run_refactor; the staged files back."""
-    script = [{"name": n, "arguments": a} for n, a in calls]
-    model = InstantModel(script, record=True, count_prompt=True)
-    with tempfile.TemporaryDirectory() as tmp, model as server:
+@contextlib.contextmanager
+def workspace(task: Task) -> Iterator[Path]:
+    """A temporary workspace holding the task's files; removed afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for rel, text in task.files.items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(text)
+        yield root
+
+
+async def run_transcript(task: Task, calls: list[Call]) -> Run:
+    """The task's calls as scripted replies, through run_refactor; the staged files back."""
+    script = [{"name": n, "arguments": a} for n, a in calls]
+    model = InstantModel(script, record=True, count_prompt=True)
+    with workspace(task) as root, model as server:
         settings = Settings(base_url=server.url, model=MODEL, tool_mode="native", max_turns=12)
         ctx = TaskContext(root=root, settings=settings, backend=make_backend(settings))
         try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from agentls.llm.factory import make_backend
 from agentls.settings import Settings
 from agentls.tasks.base import TaskContext, TaskRequest
 from agentls.tasks.refactor import run_refactor
-from edit_tokens import BILLING, TASKS, Task, run_transcript
+from edit_tokens import BILLING, TASKS, Task, run_transcript, workspace
 
 HERE = Path(__file__).resolve().parent
 # The keys (with their aliases) that make an edit item a move or copy.
@@ -72,11 +71,7 @@ class Calls:
 
 async def run_real(task: Task, settings: Settings) -> dict[str, Any]:
     """The task through run_refactor against the real model; what it did and what it staged."""
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        for rel, text in task.files.items():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (root / rel).write_text(text)
+    with workspace(task) as root:
         calls = Calls()
         ctx = TaskContext(
             root=root, settings=settings, backend=make_backend(settings), progress=calls
