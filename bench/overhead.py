@@ -37,9 +37,6 @@ from agentls.tasks.refactor import run_refactor
 from recording import RecordingBackend
 
 HERE = Path(__file__).resolve().parent
-# What each scripted server received: "<requests> <sha256 of the bodies>" (the workspace path
-# replaced), so a refactoring of the harness can show the model server gets the same bytes.
-DIGESTS: list[str] = []
 MODEL = "gemma4:12b-it-qat"
 MODULE = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(12))
 
@@ -75,38 +72,35 @@ class ScriptedProcess:
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
 
-        self.digest = ""  # requests and SHA-256 of the bodies, read when it closes
+        # What it received, read when it closes: "<requests> <sha256 of the bodies>" (the
+        # workspace path replaced), so a refactoring can show the server gets the same bytes.
+        self.digest = ""
 
     def close(self) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.close()
         self.digest = self.proc.stdout.readline().strip()
         self.proc.wait(timeout=10)
-        DIGESTS.append(self.digest)
 
 
-async def bench_turns(root: Path, turns: int) -> list[Series]:
-    """Runs of 10 turns each (reads of a file), timing every turn."""
-    server = ScriptedProcess("reads", root)
+async def bench_turns(root: Path, turns: int, server: ScriptedProcess) -> list[Series]:
+    """Runs of 10 turns each (reads of a file) against ``server``, timing every turn."""
     settings = Settings(base_url=server.url, model=MODEL, max_turns=10)
     totals: list[float] = []
     model: list[float] = []
     harness: list[float] = []
-    try:
-        while len(totals) < turns:
-            backend = RecordingBackend(make_backend(settings))
-            ctx = TaskContext(root=root, settings=settings, backend=backend)
-            await run_refactor(ctx, TaskRequest(root / "mod.py"))
-            end = time.perf_counter()
-            await backend.aclose()
-            starts = [c.start for c in backend.calls] + [end]
-            for i, (s, d) in enumerate((c.start, c.duration) for c in backend.calls):
-                wall = starts[i + 1] - s
-                totals.append(wall * 1000)
-                model.append(d * 1000)
-                harness.append((wall - d) * 1000)
-    finally:
-        server.close()
+    while len(totals) < turns:
+        backend = RecordingBackend(make_backend(settings))
+        ctx = TaskContext(root=root, settings=settings, backend=backend)
+        await run_refactor(ctx, TaskRequest(root / "mod.py"))
+        end = time.perf_counter()
+        await backend.aclose()
+        starts = [c.start for c in backend.calls] + [end]
+        for i, (s, d) in enumerate((c.start, c.duration) for c in backend.calls):
+            wall = starts[i + 1] - s
+            totals.append(wall * 1000)
+            model.append(d * 1000)
+            harness.append((wall - d) * 1000)
     return [
         Series("turn: total", totals),
         Series("turn: model HTTP round trip (zero latency)", model),
@@ -121,63 +115,62 @@ def _vm_kb(pid: int, key: str) -> int:
     return 0
 
 
-async def bench_requests(root: Path, requests: int) -> tuple[list[Series], dict[str, int]]:
-    """agent/explain through the real server over stdio, and the same task in-process."""
-    server = ScriptedProcess("explain", root)
+async def bench_requests(
+    root: Path, requests: int, server: ScriptedProcess
+) -> tuple[list[Series], dict[str, int]]:
+    """agent/explain through the real server over stdio, and the same task in-process, both
+    against ``server``."""
     settings = Settings(base_url=server.url, model=MODEL)
     uri = (root / "mod.py").as_uri()
     direct: list[float] = []
     lsp: list[float] = []
     baseline: list[float] = []
     memory: dict[str, int] = {}
-    try:
-        for _ in range(requests):
-            backend = make_backend(settings)
-            ctx = TaskContext(root=root, settings=settings, backend=backend)
-            start = time.perf_counter()
-            await run_explain(ctx, TaskRequest(root / "mod.py"))
-            direct.append((time.perf_counter() - start) * 1000)
-            await backend.aclose()
+    for _ in range(requests):
+        backend = make_backend(settings)
+        ctx = TaskContext(root=root, settings=settings, backend=backend)
+        start = time.perf_counter()
+        await run_explain(ctx, TaskRequest(root / "mod.py"))
+        direct.append((time.perf_counter() - start) * 1000)
+        await backend.aclose()
 
-        client = LanguageClient("agentls-bench", "0")
+    client = LanguageClient("agentls-bench", "0")
 
-        @client.feature(types.WINDOW_LOG_MESSAGE)  # type: ignore[untyped-decorator]
-        def _log(_params: types.LogMessageParams) -> None:
-            pass  # the server logs each run's stats; the benchmark does not need them
+    @client.feature(types.WINDOW_LOG_MESSAGE)  # type: ignore[untyped-decorator]
+    def _log(_params: types.LogMessageParams) -> None:
+        pass  # the server logs each run's stats; the benchmark does not need them
 
-        await client.start_io(sys.executable, "-m", "agentls")
-        pid = client._server.pid if client._server else 0
-        await client.initialize_async(
-            types.InitializeParams(
-                capabilities=types.ClientCapabilities(),
-                root_uri=root.as_uri(),
-                workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="bench")],
-                initialization_options={"baseUrl": server.url, "model": MODEL},
-            )
+    await client.start_io(sys.executable, "-m", "agentls")
+    pid = client._server.pid if client._server else 0
+    await client.initialize_async(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(),
+            root_uri=root.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=root.as_uri(), name="bench")],
+            initialization_options={"baseUrl": server.url, "model": MODEL},
         )
-        client.initialized(types.InitializedParams())
-        memory["server_rss_after_start_kb"] = _vm_kb(pid, "VmRSS")
-        params = {"textDocument": {"uri": uri}}
-        for _ in range(requests):
-            start = time.perf_counter()
-            await client.protocol.send_request_async("agent/explain", params)
-            lsp.append((time.perf_counter() - start) * 1000)
-        action_params = types.CodeActionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            range=types.Range(types.Position(0, 0), types.Position(2, 0)),
-            context=types.CodeActionContext(diagnostics=[]),
-        )
-        for _ in range(requests):
-            start = time.perf_counter()
-            await client.protocol.send_request_async("textDocument/codeAction", action_params)
-            baseline.append((time.perf_counter() - start) * 1000)
-        memory["server_peak_rss_kb"] = _vm_kb(pid, "VmHWM")
-        memory["server_rss_at_end_kb"] = _vm_kb(pid, "VmRSS")
-        await client.shutdown_async(None)
-        client.exit(None)
-        await client.stop()  # type: ignore[no-untyped-call]
-    finally:
-        server.close()
+    )
+    client.initialized(types.InitializedParams())
+    memory["server_rss_after_start_kb"] = _vm_kb(pid, "VmRSS")
+    params = {"textDocument": {"uri": uri}}
+    for _ in range(requests):
+        start = time.perf_counter()
+        await client.protocol.send_request_async("agent/explain", params)
+        lsp.append((time.perf_counter() - start) * 1000)
+    action_params = types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri),
+        range=types.Range(types.Position(0, 0), types.Position(2, 0)),
+        context=types.CodeActionContext(diagnostics=[]),
+    )
+    for _ in range(requests):
+        start = time.perf_counter()
+        await client.protocol.send_request_async("textDocument/codeAction", action_params)
+        baseline.append((time.perf_counter() - start) * 1000)
+    memory["server_peak_rss_kb"] = _vm_kb(pid, "VmHWM")
+    memory["server_rss_at_end_kb"] = _vm_kb(pid, "VmRSS")
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()  # type: ignore[no-untyped-call]
     lsp_over = [a - b for a, b in zip(sorted(lsp), sorted(direct), strict=False)]
     return [
         Series("explain request, in-process task", direct),
@@ -203,8 +196,17 @@ async def main_async(turns: int, requests: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "mod.py").write_text(MODULE)
-        series = await bench_turns(root, turns)
-        req_series, memory = await bench_requests(root, requests)
+        turns_server = ScriptedProcess("reads", root)
+        try:
+            series = await bench_turns(root, turns, turns_server)
+        finally:
+            turns_server.close()
+        explain_server = ScriptedProcess("explain", root)
+        try:
+            req_series, memory = await bench_requests(root, requests, explain_server)
+        finally:
+            explain_server.close()
+    digests = [turns_server.digest, explain_server.digest]
     rows = [s.row() for s in series + req_series]
     table = render(rows, memory)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -213,14 +215,14 @@ async def main_async(turns: int, requests: int) -> None:
         f"(own process); {turns} turns in runs of 10; {requests} explain requests.\n"
         f"Python {sys.version.split()[0]}.\n\n"
         f"Requests the model server received (count, SHA-256 of the bodies as sent): "
-        f"turns {DIGESTS[0]}; explain {DIGESTS[1]}.\n\n"
+        f"turns {digests[0]}; explain {digests[1]}.\n\n"
     )
     print(header + table)
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / f"overhead-{stamp}.md").write_text(header + table + "\n")
     (out / f"overhead-{stamp}.json").write_text(
-        json.dumps({"rows": rows, "memory": memory, "requests": DIGESTS}, indent=2) + "\n"
+        json.dumps({"rows": rows, "memory": memory, "requests": digests}, indent=2) + "\n"
     )
 
 
