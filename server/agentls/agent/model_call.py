@@ -138,12 +138,12 @@ class ModelCaller:
         # A reply held to the call grammar is a JSON call, never text for the user.
         answer = AnswerStream(self.names) if request.response_schema is None else None
         guard = RepetitionGuard()
-        seen: list[StreamEvent] = []  # the first and the latest chunk, for a stopped reply
+        first: StreamEvent | None = None  # the first and the latest chunk, for a stopped reply
+        last: StreamEvent | None = None
 
         def on_chunk(chunk: StreamEvent) -> None:
-            if not seen:
-                seen.append(chunk)
-            seen[1:] = [chunk]
+            nonlocal first, last
+            first, last = first or chunk, chunk
             if answer is not None and chunk.text:
                 pieces = answer.feed(chunk.text)
                 _emit(sink, turn, pieces)
@@ -158,21 +158,23 @@ class ModelCaller:
         try:
             response = await self.backend.chat(request, on_chunk)
         except _Looping:
-            return ChatResponse(guard.kept(), [], _stopped_usage(seen), finish_reason=LOOPING)
+            assert first is not None and last is not None  # raised from on_chunk only
+            usage = _stopped_usage(first, last)
+            return ChatResponse(guard.kept(), [], usage, finish_reason=LOOPING)
         if answer is not None:
             _emit(sink, turn, answer.finish())
         return response
 
 
-def _stopped_usage(seen: list[StreamEvent]) -> Usage:
-    """What is known of a reply stopped mid-stream: the tokens and timing we saw. The server
-    reports the prompt's tokens (and the cached share) only at the end, so they stay unknown."""
-    first, last = seen[0], seen[-1]
+def _stopped_usage(first: StreamEvent, last: StreamEvent) -> Usage:
+    """What is known of a reply stopped mid-stream: the tokens and timing we saw (speed as
+    the OpenAI backend measures it when the server gives none). The server reports the
+    prompt's tokens (and the cached share) only at the end, so they stay unknown."""
     spent = last.elapsed - first.elapsed
     return Usage(
         completion_tokens=last.completion_tokens,
         time_to_first_token=first.elapsed,
-        tokens_per_second=(last.completion_tokens - 1) / spent if spent > 0 else None,
+        tokens_per_second=last.completion_tokens / spent if spent > 0 else None,
         wall_time=last.elapsed,
     )
 
