@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 # every 3 seconds and exits when it is gone; the LSP spec asks for the same.
 PARENT_CHECK_SECONDS = 3.0
 
-_MISSING = object()
+_NO_ID = object()  # a message without an "id" key (None would be an id of null)
 
 
 # ---- the protocol --------------------------------------------------------------------------
@@ -184,7 +184,7 @@ class AgentProtocol(LanguageServerProtocol):
                     None, INVALID_REQUEST, f"Invalid Request: a message is an object, not {kind}"
                 )
                 return
-            raw_id = data.get("id", _MISSING)
+            raw_id = data.get("id", _NO_ID)
             msg_id = raw_id if _valid_id(raw_id) else None
             if (
                 "method" not in data
@@ -207,7 +207,7 @@ class AgentProtocol(LanguageServerProtocol):
                 return
             if "method" not in data:
                 self._handle_client_response(data)
-            elif raw_id is _MISSING:
+            elif raw_id is _NO_ID:
                 self._handle_client_notification(data)
             else:
                 self._handle_client_request(data)
@@ -220,7 +220,7 @@ class AgentProtocol(LanguageServerProtocol):
     def _envelope_problem(data: dict[str, Any], raw_id: Any) -> str:
         if data.get("jsonrpc") != "2.0":
             return 'the "jsonrpc" member must be "2.0"'
-        if raw_id is not _MISSING and not _valid_id(raw_id):
+        if raw_id is not _NO_ID and not _valid_id(raw_id):
             # A response to our parse error may carry id null; it answers nothing we sent.
             if raw_id is None and "method" not in data and ("error" in data or "result" in data):
                 return ""
@@ -230,7 +230,7 @@ class AgentProtocol(LanguageServerProtocol):
             if not isinstance(method, str) or not method:
                 return '"method" must be a non-empty string'
             return ""
-        if raw_id is _MISSING:
+        if raw_id is _NO_ID:
             return 'a message needs a "method" (request, notification) or an "id" (response)'
         if "result" not in data and "error" not in data:
             return 'a message without "method" must be a response with "result" or "error"'
