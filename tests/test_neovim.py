@@ -252,6 +252,18 @@ def test_checkhealth_reports_server_and_model_server(
 # ---- the old set-up -----------------------------------------------------------------------------
 
 
+def run_lua(nvim: str, code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """One line of Lua in a bare headless Neovim (no config, no shada) started in tmp_path."""
+    return subprocess.run(
+        [nvim, "--headless", "-n", "-i", "NONE", "-u", "NONE", "-c", f"lua {code}", "-c", "qa!"],
+        cwd=tmp_path,
+        env=nvim_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_the_old_editors_nvim_setup_still_loads_the_plugin(nvim: str, tmp_path: Path) -> None:
     # docs/neovim.md before the plugin layout: editors/nvim on package.path, then setup{}.
     code = (
@@ -268,14 +280,7 @@ def test_the_old_editors_nvim_setup_still_loads_the_plugin(nvim: str, tmp_path: 
         "assert(vim.fn.maparg('<Space>ar', 'n') == ':AgentRefactor '); "
         "assert(vim.fn.maparg('<Space>ax', 'n') == '')"
     )
-    proc = subprocess.run(
-        [nvim, "--headless", "-n", "-i", "NONE", "-u", "NONE", "-c", f"lua {code}", "-c", "qa!"],
-        cwd=tmp_path,
-        env=nvim_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_lua(nvim, code, tmp_path)
     assert proc.returncode == 0 and proc.stderr == "", proc.stdout + proc.stderr
 
 
@@ -295,14 +300,7 @@ def test_the_plugins_own_venv_is_the_default_cmd(nvim: str, tmp_path: Path) -> N
         "local cmd = vim.deepcopy(a.options.cmd); table.insert(cmd, '--version'); "
         "io.stdout:write(table.concat(a.options.cmd, ' '), '\\n', vim.fn.system(cmd))"
     )
-    proc = subprocess.run(
-        [nvim, "--headless", "-n", "-i", "NONE", "-u", "NONE", "-c", f"lua {code}", "-c", "qa!"],
-        cwd=tmp_path,
-        env=nvim_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_lua(nvim, code, tmp_path)
     assert proc.stderr == "", proc.stderr
     assert proc.stdout.splitlines() == [f"{venv_python} -P -m agentls", f"agentls {__version__}"]
 
