@@ -50,6 +50,13 @@ def fault_table() -> Iterator[None]:
     write_table("test_faults")
 
 
+def open_calc(server: RawServer, tmp_path: Path, name: str = "calc.py") -> str:
+    """Write CALC to proj/<name> and open it in the server with that text; its URI."""
+    path = tmp_path / "proj" / name
+    path.write_text(CALC)
+    return server.open(path, CALC)
+
+
 def status_request(msg_id: int) -> bytes:
     """A framed agent/status request."""
     return message(id=msg_id, method="agent/status", params={})
@@ -265,9 +272,7 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RawServer
     """One server for the params cases (they change nothing), its model unreachable."""
     tmp = tmp_path_factory.mktemp("params")
     with raw_server(tmp, model_options(f"http://127.0.0.1:{closed_port()}")) as server:
-        path = tmp / "proj" / "calc.py"
-        path.write_text(CALC)
-        yield server, server.open(path, CALC)
+        yield server, open_calc(server, tmp)
 
 
 @dataclass
@@ -710,9 +715,7 @@ def test_shutdown_while_a_request_runs(
     # remove from, so shutdown itself failed with an internal error.
     scripted_model.script([Reply(content="slow " * 40, delay=0.5)])
     with raw_server(tmp_path, model_options(scripted_model.url)) as server:
-        path = tmp_path / "proj" / "calc.py"
-        path.write_text(CALC)
-        uri = server.open(path, CALC)
+        uri = open_calc(server, tmp_path)
         if case == "request":
             running = server.request("agent/explain", {"textDocument": {"uri": uri}})
         else:
@@ -740,9 +743,7 @@ MAX_GROWTH = 2 * 1024 * 1024
 @fault("memory")
 def test_a_day_of_typing_does_not_grow_the_server(tmp_path: Path) -> None:
     with raw_server(tmp_path) as server:
-        path = tmp_path / "proj" / "typing.py"
-        path.write_text(CALC)
-        uri = server.open(path, CALC)
+        uri = open_calc(server, tmp_path, "typing.py")
         version = iter(range(2, 10**9))
 
         def type_keys(count: int) -> None:
@@ -778,9 +779,7 @@ def _slow_model(model: ScriptedModelServer) -> None:
 def test_cancel_right_after_a_request(tmp_path: Path, scripted_model: ScriptedModelServer) -> None:
     _slow_model(scripted_model)
     with raw_server(tmp_path, model_options(scripted_model.url)) as server:
-        path = tmp_path / "proj" / "calc.py"
-        path.write_text(CALC)
-        uri = server.open(path, CALC)
+        uri = open_calc(server, tmp_path)
         msg_id = server.new_id()
         # Request and cancel in one write: the cancel is read before the run gets anywhere.
         server.send_bytes(
@@ -797,9 +796,7 @@ def test_cancel_a_command_while_the_model_streams(
 ) -> None:
     _slow_model(scripted_model)
     with raw_server(tmp_path, model_options(scripted_model.url)) as server:
-        path = tmp_path / "proj" / "calc.py"
-        path.write_text(CALC)
-        uri = server.open(path, CALC)
+        uri = open_calc(server, tmp_path)
         msg_id = server.request(
             "workspace/executeCommand", {"command": "agent.refactor", "arguments": [uri]}
         )
@@ -831,9 +828,7 @@ def test_didchange_while_a_request_is_pending(
 ) -> None:
     scripted_model.script([Reply(content="Explained after a while.", delay=0.3)])
     with raw_server(tmp_path, model_options(scripted_model.url)) as server:
-        path = tmp_path / "proj" / "calc.py"
-        path.write_text(CALC)
-        uri = server.open(path, CALC)
+        uri = open_calc(server, tmp_path)
         msg_id = server.request("agent/explain", {"textDocument": {"uri": uri}})
         scripted_model.wait_for_requests(1)
         for version in range(2, 200):
@@ -849,9 +844,7 @@ def test_didchange_while_a_request_is_pending(
 @fault("races")
 def test_many_requests_in_flight(tmp_path: Path) -> None:
     with raw_server(tmp_path) as server:
-        path = tmp_path / "proj" / "calc.py"
-        path.write_text(CALC)
-        uri = server.open(path, CALC)
+        uri = open_calc(server, tmp_path)
         action = {"textDocument": {"uri": uri}, "range": RANGE, "context": {"diagnostics": []}}
         ids = list(range(500, 560))
         server.send_bytes(
@@ -873,9 +866,7 @@ def test_many_requests_in_flight(tmp_path: Path) -> None:
 def test_exit_while_a_request_runs(tmp_path: Path, scripted_model: ScriptedModelServer) -> None:
     _slow_model(scripted_model)
     with raw_server(tmp_path, model_options(scripted_model.url)) as server:
-        path = tmp_path / "proj" / "calc.py"
-        path.write_text(CALC)
-        uri = server.open(path, CALC)
+        uri = open_calc(server, tmp_path)
         server.request("agent/refactor", {"textDocument": {"uri": uri}})
         scripted_model.wait_for_requests(1)
         server.notify("exit")
@@ -944,9 +935,7 @@ def test_a_response_with_the_id_of_a_running_client_request(
 ) -> None:
     scripted_model.script([Reply(content="Explained after a while.", delay=0.3)])
     with raw_server(tmp_path, model_options(scripted_model.url)) as server:
-        path = tmp_path / "proj" / "calc.py"
-        path.write_text(CALC)
-        uri = server.open(path, CALC)
+        uri = open_calc(server, tmp_path)
         msg_id = server.request("agent/explain", {"textDocument": {"uri": uri}})
         scripted_model.wait_for_requests(1)
         server.send(id=msg_id, result={"not": "yours"})  # a confused client
