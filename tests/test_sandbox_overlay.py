@@ -37,7 +37,7 @@ from agentls.sandbox.overlay import overlay_possible
 from agentls.sandbox.secret_scan import literal_pieces, secret_paths
 from agentls.secret_files import SecretFiles
 from agentls.settings import Settings
-from test_secret_match import LINKS, PATTERNS, PUBLIC, SECRET, WALK_TEST, marker
+from test_secret_match import LINKS, PATTERNS, PUBLIC, SECRET, marker, secret_project
 
 PYTEST = "python -m pytest -q -s -p no:cacheprovider --disable-plugin-autoload"
 ISOLATION = detect_isolation()
@@ -64,18 +64,6 @@ def git(root: Path, *args: str) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-
-
-def secret_project(root: Path) -> Path:
-    """test_secret_match's project: each file holds its own SECRET- or PUBLIC- marker."""
-    for rel in SECRET + PUBLIC:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(marker(rel) + "\n")
-    for name, target in LINKS.items():
-        os.symlink(target, root / name)
-    (root / "test_walk.py").write_text(WALK_TEST)
-    return root
 
 
 def holder_pid(sandbox: Sandbox) -> int:

@@ -63,9 +63,9 @@ def marker(rel: str) -> str:
     return f"{kind}-{rel.replace('/', '_')}"
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
+def secret_project(root: Path) -> Path:
+    """The project every test here works on (and test_sandbox_overlay's): each file holds its
+    own SECRET- or PUBLIC- marker, plus the links and the walking test."""
     for rel in SECRET + PUBLIC:
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +74,11 @@ def project(tmp_path: Path) -> Path:
         os.symlink(target, root / name)
     (root / "test_walk.py").write_text(WALK_TEST)
     return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return secret_project(tmp_path / "proj")
 
 
 def settings(**extra: Any) -> Settings:
